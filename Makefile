@@ -1,0 +1,64 @@
+# Everyday commands. Each target is a thin alias; read the command to see what runs.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+PYTEST  := $(BIN)/python -m pytest
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+
+.PHONY: venv build annotate debug run test test-pure test-installed lint format typecheck \
+        bench-micro wheel sdist clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml setup.py
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "setuptools>=68" "Cython>=3.0.10" wheel
+	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+build: $(STAMP)                  ## compile fastws/_speedups.pyx in place
+	$(BIN)/python setup.py -q build_ext --inplace
+
+annotate: $(STAMP)               ## write fastws/_speedups.html (Python interaction per line)
+	FASTWS_CYTHON_ANNOTATE=1 $(BIN)/python setup.py -q build_ext --inplace --force
+
+debug: $(STAMP)
+	FASTWS_DEBUG=1 $(BIN)/python setup.py -q build_ext --inplace --force
+
+run: build                       ## serve the chat demo on http://$(HOST):$(PORT)/
+	$(BIN)/python -m fastws examples.chat:app --host $(HOST) --port $(PORT)
+
+test: build                      ## whole suite with the compiled codec, then the pure-Python twin
+	FASTWS_REQUIRE_EXTENSIONS=1 $(PYTEST) tests
+	$(MAKE) test-pure
+
+test-pure: $(STAMP)              ## server suites again on the pure-Python codec
+	FASTWS_NO_EXTENSIONS=1 $(PYTEST) tests -m "not browser"
+
+test-installed: wheel            ## suite run from outside the tree against the installed wheel
+	rm -rf /tmp/fastws-installed && $(PY) -m venv /tmp/fastws-installed
+	/tmp/fastws-installed/bin/pip install -q dist/*.whl ".[test]"
+	cd /tmp && FASTWS_REQUIRE_EXTENSIONS=1 /tmp/fastws-installed/bin/python -m pytest $(CURDIR)/tests/unit -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check fastws tests bench examples
+
+format: $(STAMP)
+	$(BIN)/python -m ruff format fastws tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
+
+bench-micro: build               ## codec micro-benchmark: compiled vs pure vs plain copy
+	$(BIN)/python bench/micro/codec.py
+
+wheel: $(STAMP)
+	rm -rf dist && $(BIN)/python -m build --wheel --no-isolation
+
+sdist: $(STAMP)
+	$(BIN)/python -m build --sdist
+
+clean:
+	rm -rf build dist *.egg-info fastws/*.so fastws/*.c fastws/*.html .pytest_cache .hypothesis

@@ -1,0 +1,47 @@
+"""Build script: declares the one compiled extension, fastws._speedups.
+
+Switches (environment variables):
+  FASTWS_NO_EXTENSIONS=1    build a pure-Python package (the codec falls back to _speedups_py)
+  FASTWS_CYTHON_ANNOTATE=1  write fastws/_speedups.html next to the generated C
+  FASTWS_CYTHON_TRACE=1     compile with line tracing, for coverage of the .pyx
+  FASTWS_DEBUG=1            -O0 -g, for gdb and sanitizers
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def extensions() -> list:
+    if _flag("FASTWS_NO_EXTENSIONS"):
+        return []
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    macros = []
+    directives = {}
+    if _flag("FASTWS_CYTHON_TRACE"):
+        macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+        directives["linetrace"] = True
+    args = ["-O0", "-g"] if _flag("FASTWS_DEBUG") else ["-O3"]
+    ext = Extension(
+        "fastws._speedups",
+        ["fastws/_speedups.pyx"],
+        include_dirs=["fastws"],
+        define_macros=macros,
+        extra_compile_args=args,
+    )
+    return cythonize(
+        [ext],
+        annotate=_flag("FASTWS_CYTHON_ANNOTATE"),
+        compiler_directives=directives,
+    )
+
+
+setup(ext_modules=extensions())

@@ -1,0 +1,1 @@
+"""HTTP/1.1 side of fastws: the asyncio protocol around httptools."""

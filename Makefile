@@ -14,8 +14,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "setuptools>=68" "Cython>=3.0.10" wheel
-	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
+	$(BIN)/pip install -q "setuptools>=77" "Cython>=3.0.10" wheel
+	# the extension is compiled in place by `make build`, so the editable install skips it
+	FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 
 build: $(STAMP)                  ## compile fastws/_speedups.pyx in place

@@ -1,0 +1,576 @@
+"""HTTP/1.1 connections: the asyncio protocol around httptools and the ASGI http cycle.
+
+Owns request parsing (keep-alive, pipelining, chunked bodies, Expect: 100-continue, limits),
+the ASGI ``http`` scope and events, and response framing. Detects a WebSocket upgrade, checks
+the handshake (fastws.ws.handshake) and hands the already-parsed request and any bytes after it
+to fastws.ws.protocol, switching the transport's protocol. Reads land in the loop's shared
+scratch buffer (ServerState.scratch), so an idle connection holds no read buffer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import re
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from fastws.http.flow_control import FlowControl
+from fastws.ws import handshake
+
+if TYPE_CHECKING:
+    from fastws.config import Config
+    from fastws.server import ServerState
+
+logger = logging.getLogger("fastws.error")
+access_logger = logging.getLogger("fastws.access")
+
+HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
+
+_HEADER_RE = re.compile(b"[\x00-\x1f\x7f()<>@,;:[]={} \t\\\"]")
+_VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class ClientDisconnected(OSError):
+    """Raised by send() once the client has gone (ASGI spec: an OSError subclass)."""
+
+
+def status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+STATUS_LINES = {s.value: status_line(s.value) for s in http.HTTPStatus}
+
+
+def simple_response(status: int, body: bytes, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A complete plain-text response that ends the connection (errors and refusals)."""
+    parts = [STATUS_LINES.get(status) or status_line(status)]
+    for name, value in default_headers:
+        parts += [name, b": ", value, b"\r\n"]
+    parts.append(
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % len(body)
+    )
+    parts.append(body)
+    return b"".join(parts)
+
+
+class HttpProtocol(asyncio.BufferedProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.root_path = config.root_path
+        self.limit_concurrency = config.limit_concurrency
+        self.access_log = config.access_log and access_logger.hasHandlers()
+        self.parser = httptools.HttpRequestParser(self)
+        self.scratch_view = server_state.scratch_view
+
+        # connection
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "https" if config.is_ssl else "http"
+        self.pipeline: deque[tuple[RequestResponseCycle, Callable[..., Any]]] = deque()
+        self.keep_alive_handle: asyncio.TimerHandle | None = None
+        self.head_handle: asyncio.TimerHandle | None = None
+
+        # the request being parsed
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.scope: dict[str, Any] = {}
+        self.expect_100_continue = False
+        self.cycle: RequestResponseCycle | None = None  # the request parsed last
+        self.running: RequestResponseCycle | None = None  # the one the app is answering
+        self.upgrade_request = False
+
+    # -- asyncio protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connections.add(self)
+        self.transport = transport  # type: ignore[assignment]
+        self.flow = FlowControl(self.transport)
+        self.server = _addr(transport.get_extra_info("sockname"))
+        self.client = _addr(transport.get_extra_info("peername"))
+        self._arm_head_timeout()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        for cycle in (self.running, self.cycle, *(c for c, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self.flow.resume_writing()
+        self._cancel_timers()
+
+    def eof_received(self) -> None:
+        pass
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.scratch_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._cancel_keep_alive()
+        data = self.scratch_view[:nbytes]
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if self.upgrade_request:
+                self._upgrade(bytes(data[exc.args[0] :]))
+        except httptools.HttpParserError as exc:
+            # httptools re-raises a callback's exception as HttpParserCallbackError from it.
+            cause = exc.__context__
+            if isinstance(cause, _RequestTooLarge):
+                self._refuse(cause.status, cause.reason)
+            else:
+                self._refuse(400, "Invalid HTTP request received.")
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.head_handle is None:
+            self._arm_head_timeout()
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+        self.expect_100_continue = False
+        self.upgrade_request = False
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.config.limit_request_line:
+            raise _RequestTooLarge(414, "Request line too long.")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+        if len(self.headers) > self.config.limit_request_fields:
+            raise _RequestTooLarge(431, "Too many request header fields.")
+        if len(name) + len(value) > self.config.limit_request_field_size:
+            raise _RequestTooLarge(431, "Request header field too large.")
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timeout()
+        http_version = self.parser.get_http_version()
+        method = self.parser.get_method()
+        self.scope["method"] = method.decode("ascii")
+        if http_version != "1.1":
+            self.scope["http_version"] = http_version
+        if self.parser.should_upgrade() and handshake.is_websocket_upgrade(self.headers):
+            self.upgrade_request = True
+            return
+        self._fill_path()
+        # Too many connections or tasks: answer 503 instead of calling the app.
+        if self.limit_concurrency is not None and (
+            len(self.connections) > self.limit_concurrency
+            or len(self.tasks) >= self.limit_concurrency
+        ):
+            app: Callable[..., Any] = service_unavailable
+            logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        self.cycle = RequestResponseCycle(
+            scope=self.scope,
+            protocol=self,
+            keep_alive=http_version != "1.0",
+            expect_100_continue=self.expect_100_continue,
+        )
+        if self.running is None or self.running.response_complete:
+            self._run(self.cycle, app)
+        else:
+            # Pipelined request: run it once the response in progress is done.
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
+
+    def on_body(self, body: bytes) -> None:
+        if self.upgrade_request or self.cycle is None or self.cycle.response_complete:
+            return
+        self.cycle.body += body
+        if len(self.cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        self.cycle.message_event.set()
+
+    def on_message_complete(self) -> None:
+        if self.upgrade_request or self.cycle is None or self.cycle.response_complete:
+            return
+        self.cycle.more_body = False
+        self.cycle.message_event.set()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _fill_path(self) -> None:
+        parsed = httptools.parse_url(self.url)
+        raw_path = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        self.scope["path"] = self.root_path + path
+        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        self.scope["query_string"] = parsed.query or b""
+
+    def _run(self, cycle: RequestResponseCycle, app: Callable[..., Any]) -> None:
+        self.running = cycle
+        task = self.loop.create_task(cycle.run_asgi(app))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        if self.running is not None and not self.running.response_complete:
+            # A response is in flight: the connection cannot carry another one.
+            self.transport.close()
+            return
+        logger.warning(reason)
+        self.transport.write(
+            simple_response(status, reason.encode(), self.server_state.default_headers)
+        )
+        self.transport.close()
+
+    def _upgrade(self, rest: bytes) -> None:
+        from fastws.ws.protocol import WebSocketProtocol
+
+        self._fill_path()
+        offer = handshake.validate_request(
+            self.parser.get_method(), self.scope["http_version"], self.headers
+        )
+        if isinstance(offer, handshake.Rejection):
+            logger.info("WebSocket upgrade refused: %s", offer.reason)
+            self.transport.write(
+                handshake.rejection_response(offer, self.server_state.default_headers)
+            )
+            self.transport.close()
+            return
+        if self.limit_concurrency is not None and (
+            len(self.connections) > self.limit_concurrency
+            or len(self.tasks) >= self.limit_concurrency
+        ):
+            logger.warning("Exceeded concurrency limit.")
+            self._refuse(503, "Service Unavailable")
+            return
+        self.connections.discard(self)
+        self._cancel_timers()
+        protocol = WebSocketProtocol(
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
+            scope=self.scope,
+            offer=offer,
+            transport=self.transport,
+            client=self.client,
+            server=self.server,
+            loop=self.loop,
+        )
+        self.transport.set_protocol(protocol)
+        protocol.start(rest)
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._run(cycle, app)
+        else:
+            self._cancel_keep_alive()
+            self.keep_alive_handle = self.loop.call_later(
+                self.config.timeout_keep_alive, self._keep_alive_expired
+            )
+
+    def _keep_alive_expired(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _arm_head_timeout(self) -> None:
+        timeout = self.config.timeout_handshake
+        if timeout:
+            self.head_handle = self.loop.call_later(timeout, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        # slowloris: the request head did not arrive in time
+        self.head_handle = None
+        self.transport.close()
+
+    def _cancel_head_timeout(self) -> None:
+        if self.head_handle is not None:
+            self.head_handle.cancel()
+            self.head_handle = None
+
+    def _cancel_keep_alive(self) -> None:
+        if self.keep_alive_handle is not None:
+            self.keep_alive_handle.cancel()
+            self.keep_alive_handle = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_keep_alive()
+        self._cancel_head_timeout()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close idle connections; finish the response in flight, then close."""
+        if self.running is None or self.running.response_complete:
+            self.transport.close()
+        else:
+            self.running.keep_alive = False
+
+
+class _RequestTooLarge(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _addr(info: Any) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
+
+
+async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Service Unavailable"})
+
+
+class RequestResponseCycle:
+    """One request and its response: the ASGI receive() and send() of an http scope."""
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        protocol: HttpProtocol,
+        keep_alive: bool,
+        expect_100_continue: bool,
+    ) -> None:
+        self.scope = scope
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.flow = protocol.flow
+        self.default_headers = protocol.server_state.default_headers
+        self.message_event = asyncio.Event()
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        self.body = b""
+        self.more_body = True
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding: bool | None = None
+        self.expected_content_length = 0
+        self.status = 0
+        self.no_body = False
+
+    async def run_asgi(self, app: Callable[..., Any]) -> None:
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                self._send_500()
+            else:
+                self.transport.close()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if result is not None:
+                logger.error("ASGI callable should return None, but returned '%s'.", result)
+            if not self.response_started and not self.disconnected:
+                logger.error("ASGI callable returned without starting response.")
+                self._send_500()
+            elif not self.response_complete and not self.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            self.protocol = None  # type: ignore[assignment]
+
+    def _send_500(self) -> None:
+        if self.transport.is_closing():
+            return
+        self.transport.write(
+            simple_response(500, b"Internal Server Error", self.default_headers)
+        )
+        self.transport.close()
+        self.response_started = self.response_complete = True
+
+    async def send(self, message: dict[str, Any]) -> None:
+        message_type = message["type"]
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            raise ClientDisconnected
+        if not self.response_started:
+            if message_type != "http.response.start":
+                raise RuntimeError(f"Expected 'http.response.start', got '{message_type}'.")
+            self._start(message)
+            return
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message '{message_type}' after response completed.")
+        if message_type != "http.response.body":
+            raise RuntimeError(f"Expected 'http.response.body', got '{message_type}'.")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        head = self._head
+        if head is not None:
+            self._head = None
+            # First body message: decide the framing now, so that a single-message response
+            # goes out with a content-length, in one write.
+            if self.chunked_encoding is None and not self.no_body:
+                if not more_body:
+                    head.append(b"content-length: %d\r\n" % len(body))
+                    self.expected_content_length = len(body)
+                    self.chunked_encoding = False
+                elif self.scope["http_version"] != "1.0":
+                    head.append(b"transfer-encoding: chunked\r\n")
+                    self.chunked_encoding = True
+                else:  # HTTP/1.0 streaming: the end of the body is the end of the connection
+                    self.keep_alive = False
+                    self.expected_content_length = -1
+            if not self.keep_alive:
+                head.append(b"connection: close\r\n")
+            head.append(b"\r\n")
+            if self.no_body or not body or self.chunked_encoding:
+                self.transport.write(b"".join(head))
+            else:
+                self._count(len(body))
+                head.append(body)
+                body = b""
+                self.transport.write(b"".join(head))
+        if self.no_body:
+            pass
+        elif self.chunked_encoding:
+            if body:
+                self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+            if not more_body:
+                self.transport.write(b"0\r\n\r\n")
+        elif body:
+            self._count(len(body))
+            self.transport.write(body)
+        if not more_body:
+            if self.expected_content_length > 0 and not self.no_body:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if self.protocol.access_log:
+                access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    _format_client(self.scope.get("client")),
+                    self.scope["method"],
+                    _quoted_path(self.scope),
+                    self.scope["http_version"],
+                    self.status,
+                )
+            if not self.keep_alive:
+                self.transport.close()
+            self.protocol.on_response_complete()
+
+    _head: list[bytes] | None = None
+
+    def _count(self, n: int) -> None:
+        if self.expected_content_length >= 0:
+            if n > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= n
+
+    def _start(self, message: dict[str, Any]) -> None:
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        status = message["status"]
+        self.status = status
+        # RFC 9110 §6.4.1: no content after HEAD, 1xx, 204 or 304.
+        self.no_body = self.scope["method"] == "HEAD" or status in (204, 304) or status < 200
+        head = [STATUS_LINES.get(status) or status_line(status)]
+        headers = message.get("headers", ())
+        app_names = set()
+        for name, value in headers:
+            name = name.lower() if isinstance(name, bytes) else name.encode("latin-1").lower()
+            if isinstance(value, str):
+                value = value.encode("latin-1")
+            if _HEADER_RE.search(name):
+                raise RuntimeError("Invalid HTTP header name.")
+            if _VALUE_RE.search(value):
+                raise RuntimeError("Invalid HTTP header value.")
+            app_names.add(name)
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection" and value.lower() == b"close":
+                self.keep_alive = False
+            head += [name, b": ", value, b"\r\n"]
+        for name, value in self.default_headers:
+            if name not in app_names:
+                head += [name, b": ", value, b"\r\n"]
+        self._head = head
+
+    async def receive(self) -> dict[str, Any]:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            if self.more_body and not self.body:
+                await self.message_event.wait()
+                self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        message = {"type": "http.request", "body": self.body, "more_body": self.more_body}
+        self.body = b""
+        return message
+
+
+def _format_client(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _quoted_path(scope: dict[str, Any]) -> str:
+    query = scope.get("query_string", b"")
+    quoted = urllib.parse.quote(scope["path"])
+    return f"{quoted}?{query.decode('ascii')}" if query else quoted

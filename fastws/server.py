@@ -1,0 +1,290 @@
+"""The server process: bind, serve, signals, graceful shutdown, and ``fastws.run()``.
+
+Owns the listening sockets, the state shared by every connection of one server (ServerState),
+the once-a-second housekeeping (Date header), SIGINT/SIGTERM handling and the shutdown order:
+stop accepting, close WebSockets with 1012, let in-flight HTTP responses finish, run lifespan
+shutdown, all within ``--timeout-graceful-shutdown``. Stays out of protocol details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Generator, Sequence
+from email.utils import formatdate
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from fastws.config import Config
+from fastws.http.protocol import HttpProtocol
+from fastws.lifespan import make_lifespan
+from fastws.loops import loop_name, new_event_loop
+
+logger = logging.getLogger("fastws.error")
+
+STARTUP_FAILURE = 3  # exit code, as uvicorn's
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SCRATCH_BYTES = 256 * 1024  # the loop's shared read buffer (see fastws/_speedups.pyi, scratch)
+
+
+class ServerState:
+    """Shared by the connections of one server (one event loop)."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[Any] = set()  # protocols with shutdown()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.default_headers: list[tuple[bytes, bytes]] = []
+        # One read buffer for every connection of this loop: asyncio calls get_buffer() and the
+        # buffer_updated() that consumes it back to back, so an idle connection holds none.
+        self.scratch = bytearray(SCRATCH_BYTES)
+        self.scratch_view = memoryview(self.scratch)
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_state = ServerState()
+        self.started = False
+        self.should_exit = False
+        self.force_exit = False
+        self.servers: list[asyncio.base_events.Server] = []
+        self._captured_signals: list[int] = []
+
+    def run(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        loop = new_event_loop(self.config.loop)
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.serve(sockets=sockets))
+        finally:
+            try:
+                _cancel_all(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        with self.capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
+        process_id = os.getpid()
+        config = self.config
+        if not config.loaded:
+            config.load()
+        self.lifespan = make_lifespan(config)
+        logger.info("Started server process [%d]", process_id)
+        await self.startup(sockets=sockets)
+        if self.should_exit:
+            return
+        await self.main_loop()
+        await self.shutdown(sockets=sockets)
+        logger.info("Finished server process [%d]", process_id)
+
+    async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            self.should_exit = True
+            return
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self._update_default_headers()
+        factory = partial(
+            HttpProtocol,
+            config=config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+            _loop=loop,
+        )
+        try:
+            if sockets is not None:  # inherited from a supervisor or gunicorn
+                for sock in sockets:
+                    self.servers.append(
+                        await loop.create_server(
+                            factory, sock=sock, ssl=config.ssl, backlog=config.backlog
+                        )
+                    )
+            elif config.fd is not None:
+                sock = socket.fromfd(config.fd, socket.AF_UNIX, socket.SOCK_STREAM)
+                self.servers.append(
+                    await loop.create_server(
+                        factory, sock=sock, ssl=config.ssl, backlog=config.backlog
+                    )
+                )
+            elif config.uds is not None:
+                uds_perms = 0o666
+                if os.path.exists(config.uds):
+                    uds_perms = os.stat(config.uds).st_mode
+                self.servers.append(
+                    await loop.create_unix_server(
+                        factory, path=config.uds, ssl=config.ssl, backlog=config.backlog
+                    )
+                )
+                os.chmod(config.uds, uds_perms)
+            else:
+                self.servers.append(
+                    await loop.create_server(
+                        factory,
+                        host=config.host,
+                        port=config.port,
+                        ssl=config.ssl,
+                        backlog=config.backlog,
+                    )
+                )
+        except OSError as exc:
+            logger.error(exc)
+            await self.lifespan.shutdown()
+            sys.exit(1)
+        self._log_started(loop)
+        self.started = True
+
+    def _log_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        from fastws.ws.frames import IMPLEMENTATION
+
+        config = self.config
+        scheme = "https" if config.is_ssl else "http"
+        for server in self.servers:
+            for sock in server.sockets:
+                name = sock.getsockname()
+                if sock.family == socket.AF_INET6:
+                    where = f"{scheme}://[{name[0]}]:{name[1]}"
+                elif sock.family == socket.AF_INET:
+                    where = f"{scheme}://{name[0]}:{name[1]}"
+                else:
+                    where = f"unix socket {name or config.uds}"
+                logger.info("fastws running on %s (Press CTRL+C to quit)", where)
+        logger.info(
+            "Codec: %s; event loop: %s; Python %s",
+            IMPLEMENTATION,
+            loop_name(loop),
+            platform.python_version(),
+        )
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.1)
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == 0:
+            self._update_default_headers()
+        if self.should_exit:
+            return True
+        limit = self.config.limit_max_requests
+        if limit is not None and self.server_state.total_requests >= limit:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", limit)
+            return True
+        return False
+
+    def _update_default_headers(self) -> None:
+        headers = list(self.config.encoded_headers)
+        if self.config.date_header:
+            headers.insert(0, (b"date", formatdate(time.time(), usegmt=True).encode("ascii")))
+        # Replace the list's contents in place: protocols hold a reference to it.
+        self.server_state.default_headers[:] = headers
+
+    async def shutdown(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        logger.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or ():
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0.1)
+        timeout = self.config.timeout_graceful_shutdown
+        try:
+            await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "Cancel %d running task(s), timeout graceful shutdown exceeded",
+                len(self.server_state.tasks),
+            )
+            for task in list(self.server_state.tasks):
+                task.cancel()
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _wait_tasks_to_complete(self) -> None:
+        state = self.server_state
+        if state.connections and not self.force_exit:
+            logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+            while state.connections and not self.force_exit:
+                await asyncio.sleep(0.1)
+        if state.tasks and not self.force_exit:
+            logger.info("Waiting for background tasks to complete. (CTRL+C to force quit)")
+            while state.tasks and not self.force_exit:
+                await asyncio.sleep(0.1)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        installed = []
+        try:
+            for sig in HANDLED_SIGNALS:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+                installed.append(sig)
+        except NotImplementedError:  # pragma: no cover - Windows
+            for sig in HANDLED_SIGNALS:
+                signal.signal(sig, self.handle_exit)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._captured_signals.append(sig)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def run(app: Any, **kwargs: Any) -> None:
+    """Serve ``app`` (an ASGI app or an "module:attr" string) with the options of Config.
+
+    Exits the process with status 3 when startup fails (as uvicorn does).
+    """
+    config = Config(app, **kwargs)
+    server = Server(config)
+    if config.workers > 1:
+        # The supervisor (fastws/supervisor.py) is not written yet: refuse rather than silently
+        # serve with one process.
+        logger.error("--workers > 1 is not supported yet; run one process per port for now.")
+        sys.exit(1)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if config.uds and os.path.exists(config.uds):
+            os.remove(config.uds)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

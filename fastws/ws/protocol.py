@@ -1,0 +1,423 @@
+"""WebSocket connections: transport <-> FrameReader <-> ASGI ``websocket`` app.
+
+Owns the ASGI websocket scope and events, the accept/deny handshake response, the close
+handshake, keepalive pings, and backpressure both ways. Frame rules live in the codec
+(fastws.ws.frames); handshake validation in fastws.ws.handshake. The data path is kept lean
+(see bench/): the compiled reader turns a whole read into ready messages, receive() pops a deque
+and waits on at most one future, send() encodes in one allocation and writes straight to the
+transport unless it is over its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from fastws.http.flow_control import FlowControl
+from fastws.http.protocol import STATUS_LINES, ClientDisconnected, simple_response, status_line
+from fastws.ws import handshake
+from fastws.ws.frames import (
+    CloseCode,
+    FrameReader,
+    Opcode,
+    encode_close,
+    encode_frame,
+)
+
+if TYPE_CHECKING:
+    from fastws.config import Config
+    from fastws.server import ServerState
+
+logger = logging.getLogger("fastws.error")
+access_logger = logging.getLogger("fastws.access")
+
+_TEXT = int(Opcode.TEXT)
+_BINARY = int(Opcode.BINARY)
+_CLOSE = int(Opcode.CLOSE)
+_PING = int(Opcode.PING)
+_PONG = int(Opcode.PONG)
+
+# Connection states.
+CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
+
+
+class WebSocketProtocol(asyncio.BufferedProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        scope: dict[str, Any],
+        offer: handshake.Offer,
+        transport: asyncio.Transport,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = loop
+        self.server_state = server_state
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.offer = offer
+        self.reader = FrameReader(
+            max_size=config.ws_max_size, expect_mask=True, scratch=server_state.scratch
+        )
+        self.max_queue = max(1, config.ws_max_queue)
+        self.queue: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.state = CONNECTING
+        self.connect_sent = False
+        self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
+        self.close_sent = False
+        self.response_more_body = False
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.pong_handle: asyncio.TimerHandle | None = None
+        self.close_handle: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": config.asgi_version, "spec_version": "2.5"},
+            "http_version": scope["http_version"],
+            "scheme": "wss" if config.is_ssl else "ws",
+            "server": server,
+            "client": client,
+            "root_path": scope["root_path"],
+            "path": scope["path"],
+            "raw_path": scope["raw_path"],
+            "query_string": scope["query_string"],
+            "headers": scope["headers"],
+            "subprotocols": offer.subprotocols,
+            "state": scope["state"],
+            "extensions": {"websocket.http.response": {}},
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, rest: bytes) -> None:
+        """Begin after the transport switched to this protocol; ``rest``: bytes after the request."""
+        self.server_state.connections.add(self)
+        self.task = self.loop.create_task(self.run_asgi())
+        tasks = self.server_state.tasks
+        tasks.add(self.task)
+        self.task.add_done_callback(tasks.discard)
+        if rest:
+            self._dispatch(self.reader.feed(rest))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+        self._cancel_timers()
+        if self.state != CLOSED:
+            self.state = CLOSED
+        if self.disconnect is None:
+            self._disconnected(CloseCode.ABNORMAL, "")
+        self.flow.resume_writing()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        messages = self.reader.buffer_updated(nbytes)
+        if messages or self.reader.close_code is not None:
+            self._dispatch(messages)
+
+    def shutdown(self) -> None:
+        """Graceful server stop: close with 1012 (service restart)."""
+        if self.state == OPEN:
+            self._send_close(CloseCode.SERVICE_RESTART, "Server shutting down")
+        elif self.state in (CONNECTING, RESPONDING) and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- incoming --------------------------------------------------------------------------
+
+    def _dispatch(self, messages: list[tuple[int, Any]]) -> None:
+        queue = self.queue
+        for opcode, payload in messages:
+            if opcode == _TEXT:
+                queue.append({"type": "websocket.receive", "text": payload})
+            elif opcode == _BINARY:
+                queue.append({"type": "websocket.receive", "bytes": payload})
+            elif opcode == _PING:
+                if not self.close_sent:
+                    self.transport.write(encode_frame(_PONG, payload))
+            elif opcode == _PONG:
+                if self.pong_handle is not None:
+                    self.pong_handle.cancel()
+                    self.pong_handle = None
+            elif opcode == _CLOSE:
+                self._on_close_frame(*payload)
+        reader = self.reader
+        if reader.close_code is not None and self.disconnect is None:
+            # RFC 6455 §7.1.7: fail the connection with the reader's code.
+            code, reason = reader.close_code, reader.close_reason
+            logger.debug("WebSocket protocol error %d: %s", code, reason)
+            if not self.close_sent:
+                self.close_sent = True
+                self.transport.write(encode_close(code, reason))
+            self.state = CLOSED
+            self.transport.close()
+            self._disconnected(code, reason)
+        if len(queue) >= self.max_queue:
+            self.flow.pause_reading()
+        self._wake()
+
+    def _on_close_frame(self, code: int, reason: str) -> None:
+        if not self.close_sent:
+            # Echo the peer's close (RFC 6455 §5.5.1), then drop the TCP connection (§7.1.1).
+            self.close_sent = True
+            self.transport.write(encode_close(code, reason))
+        self.state = CLOSED
+        self.transport.close()
+        self._disconnected(code, reason)
+
+    def _disconnected(self, code: int, reason: str) -> None:
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
+            self.queue.append(self.disconnect)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the ASGI side ----------------------------------------------------------------------
+
+    async def run_asgi(self) -> None:
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            self._app_finished()
+        except BaseException as exc:
+            logger.error("Exception in ASGI application\n", exc_info=exc)
+            if self.state in (CONNECTING, RESPONDING):
+                self._http_error(500, b"Internal Server Error")
+            elif self.state == OPEN:
+                self._send_close(CloseCode.INTERNAL_ERROR, "")
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if result is not None:
+                logger.error("ASGI callable should return None, but returned '%s'.", result)
+            if self.state == CONNECTING:
+                logger.error("ASGI callable returned without sending handshake.")
+                self._http_error(500, b"Internal Server Error")
+            else:
+                self._app_finished()
+
+    def _app_finished(self) -> None:
+        if self.state == OPEN:
+            self._send_close(CloseCode.NORMAL, "")
+        elif self.state == RESPONDING and not self.transport.is_closing():
+            self.transport.close()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        queue = self.queue
+        while not queue:
+            if self.disconnect is not None:  # already delivered once; say it again
+                return self.disconnect
+            waiter = self.waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+        message = queue.popleft()
+        if self.flow.read_paused and len(queue) <= self.max_queue // 2:
+            self.flow.resume_reading()
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.state == OPEN:
+            message_type = message["type"]
+            if message_type == "websocket.send":
+                if self.flow.write_paused:
+                    await self.flow.drain()
+                    if self.state != OPEN:
+                        raise ClientDisconnected
+                data = message.get("bytes")
+                if data is not None:
+                    self.transport.write(encode_frame(_BINARY, data))
+                else:
+                    text = message.get("text")
+                    if text is None:
+                        raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
+                    self.transport.write(encode_frame(_TEXT, text))
+                return
+            if message_type == "websocket.close":
+                self._send_close(message.get("code", 1000), message.get("reason") or "")
+                return
+            raise RuntimeError(
+                f"Expected 'websocket.send' or 'websocket.close', got '{message_type}'."
+            )
+        if self.state == CONNECTING:
+            self._handshake_message(message)
+            return
+        if self.state == RESPONDING:
+            self._response_body(message)
+            return
+        raise ClientDisconnected
+
+    def _handshake_message(self, message: dict[str, Any]) -> None:
+        message_type = message["type"]
+        if message_type == "websocket.accept":
+            subprotocol = message.get("subprotocol")
+            if subprotocol is not None and subprotocol not in self.offer.subprotocols:
+                raise RuntimeError(f"Subprotocol {subprotocol!r} was not offered by the client.")
+            if self.transport.is_closing():
+                raise ClientDisconnected
+            extra = _encode_headers(message.get("headers") or ())
+            names = {name for name, _ in extra}
+            extra += [h for h in self.server_state.default_headers if h[0] not in names]
+            self.transport.write(
+                handshake.accept_response(self.offer.key, subprotocol, None, extra)
+            )
+            self.state = OPEN
+            self._log_access(101)
+            self._schedule_ping()
+        elif message_type == "websocket.close":
+            # Close before accept: HTTP 403 (ASGI websocket spec).
+            self._log_access(403)
+            self._http_error(403, b"Forbidden")
+        elif message_type == "websocket.http.response.start":
+            status = message["status"]
+            self.state = RESPONDING
+            self._log_access(status)
+            self._response_head = (status, _encode_headers(message.get("headers") or ()))
+        else:
+            raise RuntimeError(
+                "Expected 'websocket.accept', 'websocket.close' or "
+                f"'websocket.http.response.start', got '{message_type}'."
+            )
+
+    _response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
+
+    def _response_body(self, message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.http.response.body":
+            raise RuntimeError(
+                f"Expected 'websocket.http.response.body', got '{message['type']}'."
+            )
+        if self.transport.is_closing():
+            raise ClientDisconnected
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        out = []
+        if self._response_head is not None:
+            status, headers = self._response_head
+            self._response_head = None
+            out.append(STATUS_LINES.get(status) or status_line(status))
+            names = {name for name, _ in headers}
+            for name, value in headers + [
+                h for h in self.server_state.default_headers if h[0] not in names
+            ]:
+                out += [name, b": ", value, b"\r\n"]
+            # Without a content-length the body ends with the connection (RFC 9112 §6.3).
+            out.append(b"connection: close\r\n\r\n")
+        out.append(body)
+        self.transport.write(b"".join(out))
+        if not more_body:
+            self.state = CLOSED
+            self.transport.close()
+
+    def _http_error(self, status: int, body: bytes) -> None:
+        self.state = CLOSED
+        if not self.transport.is_closing():
+            self.transport.write(simple_response(status, body, self.server_state.default_headers))
+            self.transport.close()
+
+    def _send_close(self, code: int, reason: str) -> None:
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.close_sent = True
+        self.state = CLOSING
+        self._cancel_ping()
+        self.transport.write(encode_close(code, reason))
+        # Wait (bounded) for the peer's close frame, then drop the connection (RFC 6455 §7.1.1).
+        self.close_handle = self.loop.call_later(self.config.ws_close_timeout, self._close_timeout)
+
+    def _close_timeout(self) -> None:
+        self.close_handle = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # -- keepalive --------------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        interval = self.config.ws_ping_interval
+        if interval:
+            self.ping_handle = self.loop.call_later(interval, self._send_ping)
+
+    def _send_ping(self) -> None:
+        self.ping_handle = None
+        if self.state != OPEN or self.transport.is_closing():
+            return
+        self.transport.write(encode_frame(_PING, os.urandom(4)))
+        timeout = self.config.ws_ping_timeout
+        if timeout and self.pong_handle is None:
+            self.pong_handle = self.loop.call_later(timeout, self._ping_timeout)
+        self._schedule_ping()
+
+    def _ping_timeout(self) -> None:
+        self.pong_handle = None
+        if self.state == OPEN:
+            logger.info("WebSocket keepalive ping timeout; closing with 1011.")
+            self._send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            # The peer is not answering: do not wait for its close frame.
+            self.transport.close()
+            self._disconnected(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self._wake()
+
+    def _cancel_ping(self) -> None:
+        for name in ("ping_handle", "pong_handle"):
+            handle = getattr(self, name)
+            if handle is not None:
+                handle.cancel()
+                setattr(self, name, None)
+
+    def _cancel_timers(self) -> None:
+        self._cancel_ping()
+        if self.close_handle is not None:
+            self.close_handle.cancel()
+            self.close_handle = None
+
+    def _log_access(self, status: int) -> None:
+        # Same argument shape as the HTTP access line, so one formatter serves both.
+        if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
+            client = self.scope["client"]
+            query = self.scope["query_string"]
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                f"{client[0]}:{client[1]}" if client else "-",
+                "WebSocket",
+                self.scope["path"] + ("?" + query.decode("ascii") if query else ""),
+                self.scope["http_version"],
+                status,
+            )
+
+
+def _encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    out = []
+    for name, value in headers:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        if isinstance(value, str):
+            value = value.encode("latin-1")
+        out.append((name.lower(), value))
+    return out

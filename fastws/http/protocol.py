@@ -31,6 +31,7 @@ logger = logging.getLogger("fastws.error")
 access_logger = logging.getLogger("fastws.access")
 
 HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
+_LINGER_S = 2.0  # after an error response: how long to drain input before closing
 
 _HEADER_RE = re.compile(b"[\x00-\x1f\x7f()<>@,;:[]={} \t\\\"]")
 _VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
@@ -106,6 +107,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.cycle: RequestResponseCycle | None = None  # the request parsed last
         self.running: RequestResponseCycle | None = None  # the one the app is answering
         self.upgrade_request = False
+        self.discarding = False  # a final error response went out; input is ignored
 
     # -- asyncio protocol -------------------------------------------------------------------
 
@@ -126,13 +128,15 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.flow.resume_writing()
         self._cancel_timers()
 
-    def eof_received(self) -> None:
-        pass
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.scratch_view
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.discarding:
+            return
         self._cancel_keep_alive()
         data = self.scratch_view[:nbytes]
         try:
@@ -163,6 +167,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.headers = []
         self.header_bytes = 0
         self.expect_100_continue = False
+        self.connection_tokens: list[bytes] = []
         self.upgrade_request = False
         self.scope = {
             "type": "http",
@@ -185,6 +190,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
+        elif name == b"connection":
+            self.connection_tokens += [t.strip() for t in value.lower().split(b",")]
         self.headers.append((name, value))
         if len(self.headers) > self.config.limit_request_fields:
             raise _RequestTooLarge(431, "Too many request header fields.")
@@ -214,7 +221,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.cycle = RequestResponseCycle(
             scope=self.scope,
             protocol=self,
-            keep_alive=http_version != "1.0",
+            # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
+            keep_alive=(
+                b"close" not in self.connection_tokens
+                if http_version != "1.0"
+                else b"keep-alive" in self.connection_tokens
+            ),
             expect_100_continue=self.expect_100_continue,
         )
         if self.running is None or self.running.response_complete:
@@ -257,15 +269,39 @@ class HttpProtocol(asyncio.BufferedProtocol):
         task.add_done_callback(self.tasks.discard)
 
     def _refuse(self, status: int, reason: str) -> None:
-        if self.running is not None and not self.running.response_complete:
-            # A response is in flight: the connection cannot carry another one.
-            self.transport.close()
-            return
+        running = self.running
+        if running is not None and not running.response_complete:
+            # The app is answering a request whose body turned out malformed: it sees the
+            # client as gone; the client gets the error unless a response already started.
+            running.disconnected = True
+            running.message_event.set()
+            if running.response_started:
+                self.transport.close()
+                return
         logger.warning(reason)
-        self.transport.write(
+        self._respond_and_close(
             simple_response(status, reason.encode(), self.server_state.default_headers)
         )
-        self.transport.close()
+
+    def _respond_and_close(self, response: bytes) -> None:
+        """Write a final response, then close without losing it.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy the
+        response before the client reads it. So: send it, half-close, discard what still
+        arrives, and close on the client's EOF or after a short grace period.
+        """
+        self.discarding = True
+        self._cancel_timers()
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER_S, self._close_now)
+        else:
+            self.transport.close()
+
+    def _close_now(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
         from fastws.ws.protocol import WebSocketProtocol
@@ -276,10 +312,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
         )
         if isinstance(offer, handshake.Rejection):
             logger.info("WebSocket upgrade refused: %s", offer.reason)
-            self.transport.write(
+            self._respond_and_close(
                 handshake.rejection_response(offer, self.server_state.default_headers)
             )
-            self.transport.close()
             return
         if self.limit_concurrency is not None and (
             len(self.connections) > self.limit_concurrency
@@ -399,6 +434,7 @@ class RequestResponseCycle:
         self.waiting_for_100_continue = expect_100_continue
         self.body = b""
         self.more_body = True
+        self.request_complete = False  # the last http.request was delivered
         self.response_started = False
         self.response_complete = False
         self.chunked_encoding: bool | None = None
@@ -473,6 +509,8 @@ class RequestResponseCycle:
                     self.expected_content_length = -1
             if not self.keep_alive:
                 head.append(b"connection: close\r\n")
+            elif self.scope["http_version"] == "1.0":
+                head.append(b"connection: keep-alive\r\n")
             head.append(b"\r\n")
             if self.no_body or not body or self.chunked_encoding:
                 self.transport.write(b"".join(head))
@@ -556,13 +594,17 @@ class RequestResponseCycle:
             self.waiting_for_100_continue = False
         if not self.disconnected and not self.response_complete:
             self.flow.resume_reading()
-            if self.more_body and not self.body:
+            # Wait for body bytes, or, once the whole body was delivered, for the client to go
+            # or the response to end (ASGI: then http.disconnect).
+            if (self.more_body and not self.body) or self.request_complete:
                 await self.message_event.wait()
                 self.message_event.clear()
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         message = {"type": "http.request", "body": self.body, "more_body": self.more_body}
         self.body = b""
+        self.request_complete = not self.more_body
+        self.message_event.clear()  # everything buffered so far is in this message
         return message
 
 

@@ -94,6 +94,8 @@ def validate_request(method: bytes, http_version: str, headers: Headers) -> Offe
         return Rejection(400, "missing Upgrade: websocket")
     if not connection:
         return Rejection(400, "missing Connection: Upgrade")
+    if version is None:
+        return Rejection(400, "missing Sec-WebSocket-Version")
     if version != b"13":
         return Rejection(426, "unsupported WebSocket version", [(b"sec-websocket-version", b"13")])
     if keys != 1 or key is None:

@@ -146,11 +146,14 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def _dispatch(self, messages: list[tuple[int, Any]]) -> None:
         queue = self.queue
+        closing = self.close_sent  # after our close, data is no longer delivered (§5.5.1)
         for opcode, payload in messages:
             if opcode == _TEXT:
-                queue.append({"type": "websocket.receive", "text": payload})
+                if not closing:
+                    queue.append({"type": "websocket.receive", "text": payload})
             elif opcode == _BINARY:
-                queue.append({"type": "websocket.receive", "bytes": payload})
+                if not closing:
+                    queue.append({"type": "websocket.receive", "bytes": payload})
             elif opcode == _PING:
                 if not self.close_sent:
                     self.transport.write(encode_frame(_PONG, payload))
@@ -207,8 +210,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             logger.error("Exception in ASGI application\n", exc_info=exc)
             if self.state in (CONNECTING, RESPONDING):
                 self._http_error(500, b"Internal Server Error")
-            elif self.state == OPEN:
-                self._send_close(CloseCode.INTERNAL_ERROR, "")
+            else:
+                self._close_finished(CloseCode.INTERNAL_ERROR)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -221,9 +224,17 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 self._app_finished()
 
     def _app_finished(self) -> None:
+        if self.state == RESPONDING and not self.transport.is_closing():
+            self.transport.close()
+        else:
+            self._close_finished(CloseCode.NORMAL)
+
+    def _close_finished(self, code: int) -> None:
+        """The app is gone: send our close if it is not sent yet, and drop the connection
+        without waiting for the peer's (nobody is left to hear it)."""
         if self.state == OPEN:
-            self._send_close(CloseCode.NORMAL, "")
-        elif self.state == RESPONDING and not self.transport.is_closing():
+            self._send_close(code, "")
+        if not self.transport.is_closing():
             self.transport.close()
 
     async def receive(self) -> dict[str, Any]:

@@ -115,7 +115,7 @@ class Server:
                         )
                     )
             elif config.fd is not None:
-                sock = socket.fromfd(config.fd, socket.AF_UNIX, socket.SOCK_STREAM)
+                sock = socket.socket(fileno=os.dup(config.fd))  # family read from the fd
                 self.servers.append(
                     await loop.create_server(
                         factory, sock=sock, ssl=config.ssl, backlog=config.backlog

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastws.http.flow_control import FlowControl
 from fastws.http.protocol import STATUS_LINES, ClientDisconnected, simple_response, status_line
-from fastws.ws import handshake
+from fastws.ws import deflate, handshake
 from fastws.ws.frames import (
+    FLAG_COMPRESSED,
     CloseCode,
     FrameReader,
     Opcode,
@@ -64,8 +65,16 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self.transport = transport
         self.flow = FlowControl(transport)
         self.offer = offer
+        agreement = None
+        if config.ws_per_message_deflate and offer.extensions:
+            agreement = deflate.negotiate(offer.extensions)
+        self.agreement = agreement
+        self.deflate = deflate.PerMessageDeflate(agreement) if agreement else None
         self.reader = FrameReader(
-            max_size=config.ws_max_size, expect_mask=True, scratch=server_state.scratch
+            max_size=config.ws_max_size,
+            expect_mask=True,
+            rsv1_allowed=agreement is not None,
+            scratch=server_state.scratch,
         )
         self.max_queue = max(1, config.ws_max_queue)
         self.queue: deque[dict[str, Any]] = deque()
@@ -163,20 +172,50 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                     self.pong_handle = None
             elif opcode == _CLOSE:
                 self._on_close_frame(*payload)
+            elif opcode & FLAG_COMPRESSED:
+                if not self._inflate(opcode & 0x0F, payload, closing):
+                    break
         reader = self.reader
-        if reader.close_code is not None and self.disconnect is None:
-            # RFC 6455 §7.1.7: fail the connection with the reader's code.
-            code, reason = reader.close_code, reader.close_reason
-            logger.debug("WebSocket protocol error %d: %s", code, reason)
-            if not self.close_sent:
-                self.close_sent = True
-                self.transport.write(encode_close(code, reason))
-            self.state = CLOSED
-            self.transport.close()
-            self._disconnected(code, reason)
+        if reader.close_code is not None:
+            self._fail(reader.close_code, reader.close_reason)
         if len(queue) >= self.max_queue:
             self.flow.pause_reading()
         self._wake()
+
+    def _inflate(self, opcode: int, payload: bytes, closing: bool) -> bool:
+        """Queue a compressed message, decompressed; False when the connection failed."""
+        assert self.deflate is not None  # the reader only flags compression when negotiated
+        try:
+            data = self.deflate.decompress(payload, self.config.ws_max_size)
+        except deflate.MessageTooBig:
+            self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return False
+        except deflate.InvalidCompressedData:
+            self._fail(CloseCode.INVALID_DATA, "invalid compressed data")
+            return False
+        if opcode == _TEXT:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                return False
+            if not closing:
+                self.queue.append({"type": "websocket.receive", "text": text})
+        elif not closing:
+            self.queue.append({"type": "websocket.receive", "bytes": data})
+        return True
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): close frame with ``code``, drop TCP."""
+        if self.disconnect is not None:
+            return
+        logger.debug("WebSocket protocol error %d: %s", code, reason)
+        if not self.close_sent:
+            self.close_sent = True
+            self.transport.write(encode_close(code, reason))
+        self.state = CLOSED
+        self.transport.close()
+        self._disconnected(code, reason)
 
     def _on_close_frame(self, code: int, reason: str) -> None:
         if not self.close_sent:
@@ -265,12 +304,19 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                         raise ClientDisconnected
                 data = message.get("bytes")
                 if data is not None:
-                    self.transport.write(encode_frame(_BINARY, data))
+                    opcode = _BINARY
                 else:
-                    text = message.get("text")
-                    if text is None:
+                    data = message.get("text")
+                    if data is None:
                         raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
-                    self.transport.write(encode_frame(_TEXT, text))
+                    opcode = _TEXT
+                if self.deflate is not None and len(data) >= deflate.MIN_COMPRESS_BYTES:
+                    if opcode == _TEXT:
+                        data = data.encode("utf-8")
+                    frame = encode_frame(opcode, self.deflate.compress(data), rsv1=True)
+                else:
+                    frame = encode_frame(opcode, data)
+                self.transport.write(frame)
                 return
             if message_type == "websocket.close":
                 self._send_close(message.get("code", 1000), message.get("reason") or "")
@@ -298,7 +344,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             names = {name for name, _ in extra}
             extra += [h for h in self.server_state.default_headers if h[0] not in names]
             self.transport.write(
-                handshake.accept_response(self.offer.key, subprotocol, None, extra)
+                handshake.accept_response(
+                    self.offer.key,
+                    subprotocol,
+                    self.agreement.response() if self.agreement else None,
+                    extra,
+                )
             )
             self.state = OPEN
             self._log_access(101)

@@ -30,7 +30,9 @@ import pytest
 
 SERVER_IMPL = os.environ.get("FASTWS_TEST_SERVER", "fastws").strip().lower() or "fastws"
 if SERVER_IMPL not in ("fastws", "uvicorn"):
-    raise pytest.UsageError(f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {SERVER_IMPL!r}")
+    raise pytest.UsageError(
+        f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {SERVER_IMPL!r}"
+    )
 IS_FASTWS = SERVER_IMPL == "fastws"
 IS_UVICORN = SERVER_IMPL == "uvicorn"
 

@@ -36,7 +36,9 @@ def _mark(line: str) -> None:
             fh.write(line + "\n")
 
 
-async def text_response(send: Send, body: bytes | str, status: int = 200, headers: list[Any] | None = None) -> None:
+async def text_response(
+    send: Send, body: bytes | str, status: int = 200, headers: list[Any] | None = None
+) -> None:
     data = body.encode() if isinstance(body, str) else body
     await send(
         {
@@ -63,7 +65,9 @@ async def read_body(receive: Receive) -> bytes:
             return body
 
 
-async def run_lifespan(scope: Scope, receive: Receive, send: Send, record: Record | None = None) -> None:
+async def run_lifespan(
+    scope: Scope, receive: Receive, send: Send, record: Record | None = None
+) -> None:
     """A well-behaved lifespan handler: startup and shutdown complete, events recorded."""
     while True:
         message = await receive()
@@ -118,7 +122,13 @@ async def shutdown_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await run_lifespan(scope, receive, send)
     elif scope["type"] == "http":
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"start;", "more_body": True})
         if scope["path"] == "/forever":
             await asyncio.sleep(3600)
@@ -175,7 +185,12 @@ def make_recording_ws_app(record: Record, *, reply: bool = True) -> App:
             elif message["type"] == "websocket.disconnect":
                 return
             elif reply:
-                await send({"type": "websocket.send", **{k: v for k, v in message.items() if k in ("text", "bytes")}})
+                await send(
+                    {
+                        "type": "websocket.send",
+                        **{k: v for k, v in message.items() if k in ("text", "bytes")},
+                    }
+                )
 
     return app
 
@@ -200,7 +215,9 @@ def starlette_app() -> Any:
         return PlainTextResponse("hello from starlette")
 
     async def as_json(request: Request) -> JSONResponse:
-        return JSONResponse({"name": request.query_params.get("name"), "greeting": request.state.greeting})
+        return JSONResponse(
+            {"name": request.query_params.get("name"), "greeting": request.state.greeting}
+        )
 
     async def ws_text(websocket: WebSocket) -> None:
         await websocket.accept()

@@ -68,14 +68,18 @@ class Recorder:
                 if predicate(item):
                     return item
             if time.monotonic() > deadline:
-                raise AssertionError(f"nothing matching after {timeout_s} s; recorded: {self.items!r}")
+                raise AssertionError(
+                    f"nothing matching after {timeout_s} s; recorded: {self.items!r}"
+                )
             await asyncio.sleep(0.005)
 
     async def wait_len(self, n: int, timeout_s: float = 5.0) -> list[Any]:
         deadline = time.monotonic() + timeout_s
         while len(self.items) < n:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.items)} of {n} items after {timeout_s} s: {self.items!r}")
+                raise AssertionError(
+                    f"{len(self.items)} of {n} items after {timeout_s} s: {self.items!r}"
+                )
             await asyncio.sleep(0.005)
         return list(self.items)
 
@@ -189,7 +193,9 @@ def upgrade_request(
     if version is not None:
         lines.append(f"Sec-WebSocket-Version: {version}".encode())
     for name, value in extra:
-        lines.append(name.encode() + b": " + (value if isinstance(value, bytes) else value.encode()))
+        lines.append(
+            name.encode() + b": " + (value if isinstance(value, bytes) else value.encode())
+        )
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -238,7 +244,9 @@ class RawConnection:
         headers = []
         for line in lines[1:]:
             name, _, value = line.partition(b":")
-            headers.append((name.decode("latin-1").strip().lower(), value.decode("latin-1").strip()))
+            headers.append(
+                (name.decode("latin-1").strip().lower(), value.decode("latin-1").strip())
+            )
         return RawResponse(int(status), reason[0] if reason else "", version, headers, head=head)
 
     async def read_response(self, *, method: str = "GET", timeout_s: float = 5.0) -> RawResponse:
@@ -423,7 +431,9 @@ class ServerProcess:
         try:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"server still running after {timeout_s} s:\n{self.output}") from None
+            raise AssertionError(
+                f"server still running after {timeout_s} s:\n{self.output}"
+            ) from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -463,7 +473,9 @@ def server_process() -> Iterator[Callable[..., ServerProcess]]:
             sp.kill()
 
 
-def run_cli(*args: str, timeout_s: float = 20.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout_s: float = 20.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion (``--version``, bad flags, ...), bounded in time."""
     return subprocess.run(
         cli_command(*args),

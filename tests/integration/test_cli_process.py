@@ -22,7 +22,9 @@ async def test_cli_serves_http_and_websocket(server_process):
     async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
         response = await within(client.get(f"http://{HOST}:{proc.port}/"))
     assert (response.status_code, response.text) == (200, "hello")
-    async with ws_connect(f"ws://{HOST}:{proc.port}/ws", open_timeout=5, ping_interval=None, proxy=None) as ws:
+    async with ws_connect(
+        f"ws://{HOST}:{proc.port}/ws", open_timeout=5, ping_interval=None, proxy=None
+    ) as ws:
         await within(ws.send("cli"))
         assert await within(ws.recv()) == "cli"
 
@@ -83,7 +85,9 @@ def test_missing_app_argument_exits_2():
     ids=["raises", "missing-dependency"],
 )
 def test_app_module_failing_to_import_exits_non_zero_with_traceback(tmp_path, body, message):
-    (tmp_path / "broken_app_module.py").write_text("async def app(scope, receive, send):\n    pass\n" + body)
+    (tmp_path / "broken_app_module.py").write_text(
+        "async def app(scope, receive, send):\n    pass\n" + body
+    )
     result = run_cli(
         "broken_app_module:app",
         "--port",

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def connect(url: str, **kwargs):
-    return ws_connect(url, open_timeout=5, close_timeout=5, ping_interval=None, proxy=None, **kwargs)
+    return ws_connect(
+        url, open_timeout=5, close_timeout=5, ping_interval=None, proxy=None, **kwargs
+    )
 
 
 def client() -> httpx.AsyncClient:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from . import apps
-from .conftest import IS_FASTWS, IS_UVICORN, SERVER_IMPL, RawConnection, Recorder, within
+from .conftest import IS_UVICORN, SERVER_IMPL, RawConnection, Recorder, within
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -79,7 +79,9 @@ async def test_keep_alive_with_aiohttp_session_reuses_connection(running_server)
     seen = Recorder()
     srv = running_server(make_scope_recorder(seen))
     connector = aiohttp.TCPConnector(limit=1)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=5)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=5)
+    ) as session:
         for path in ("/a", "/b", "/c"):
             async with session.get(srv.url(path)) as response:
                 assert await within(response.read()) == path.encode()
@@ -114,7 +116,10 @@ async def test_chunked_request_body_is_dechunked(running_server):
 
     srv = running_server(app)
     async with await RawConnection.open(srv.port) as conn:
-        await conn.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await conn.send(
+            b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n"
+        )
         # The first chunk reaches the app before the request is complete: the body streams.
         await events.wait_for(lambda m: m["type"] == "http.request" and m.get("body"))
         await conn.send(b"6;ext=1\r\n world\r\n")
@@ -128,7 +133,13 @@ async def test_chunked_request_body_is_dechunked(running_server):
 
 async def test_response_without_content_length_is_chunked(running_server):
     async def app(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": True})  # no empty chunk
         await send({"type": "http.response.body", "body": b"defgh", "more_body": True})
@@ -150,7 +161,9 @@ async def test_response_without_content_length_is_chunked(running_server):
 
 async def test_streamed_response_with_content_length_is_not_chunked(running_server):
     async def app(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]}
+        )
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b"def"})
 
@@ -196,7 +209,8 @@ async def test_expect_100_continue_is_not_sent_when_the_app_answers_without_read
     srv = running_server(app)
     async with await RawConnection.open(srv.port) as conn:
         await conn.send(
-            b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+            b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5000000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
         )
         response = await conn.read_response()
     assert response.status == 413
@@ -304,6 +318,38 @@ async def test_http_disconnect_while_long_polling(running_server):
     ]
 
 
+async def test_send_after_http_disconnect(running_server):
+    outcome = Recorder()
+
+    async def app(scope, receive, send):
+        await receive()
+        outcome.add(await receive())  # http.disconnect
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"too late"})
+        except BaseException as exc:
+            outcome.add(exc)
+            raise
+        outcome.add("send returned")
+
+    srv = running_server(app)
+    conn = await RawConnection.open(srv.port)
+    try:
+        await conn.send(get())
+        await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    await outcome.wait_len(2)
+    assert outcome.items[0] == {"type": "http.disconnect"}
+    if IS_UVICORN:
+        # uvicorn (HTTP spec_version "2.3") silently drops sends on a closed connection.
+        assert outcome.items[1] == "send returned"
+    else:
+        # HTTP spec 2.4: send() on a closed connection raises a server-specific OSError.
+        assert isinstance(outcome.items[1], OSError), outcome.items[1]
+        assert type(outcome.items[1]) is not OSError
+
+
 # --------------------------------------------------------------------------------------------
 # default headers
 # --------------------------------------------------------------------------------------------
@@ -361,11 +407,17 @@ MALFORMED = {
     "space in header name": b"GET / HTTP/1.1\r\nHost: test\r\nBad Header: y\r\n\r\n",
     "header without colon": b"GET / HTTP/1.1\r\nHost: test\r\nNoColonHere\r\n\r\n",
     "non-numeric content-length": b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: abc\r\n\r\n",
-    "conflicting content-lengths": b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-    "content-length with chunked": (
-        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    "conflicting content-lengths": (
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
     ),
-    "bad chunk size": b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    "content-length with chunked": (
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n"
+    ),
+    "bad chunk size": (
+        b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nhello\r\n0\r\n\r\n"
+    ),
     "NUL in header value": b"GET / HTTP/1.1\r\nHost: test\r\nX-A: a\x00b\r\n\r\n",
 }
 
@@ -384,7 +436,9 @@ async def test_malformed_request_gets_400_and_connection_closed(running_server, 
         assert await conn.read_to_eof(3.0) == b""
 
 
-@pytest.mark.skipif(IS_UVICORN, reason="uvicorn-httptools puts no limit on the size of request headers")
+@pytest.mark.skipif(
+    IS_UVICORN, reason="uvicorn-httptools puts no limit on the size of request headers"
+)
 async def test_oversized_request_headers_get_431(running_server):
     # fastws bounds the header block it buffers (a slow-loris / memory guard); uvicorn with
     # httptools keeps buffering whatever arrives.

@@ -54,7 +54,11 @@ async def test_startup_and_shutdown_run_in_order_around_serving(running_server):
     assert [e for e in events if isinstance(e, str)] == ["lifespan.startup"]
     await http_get(srv.port)
     srv.stop()
-    assert [e for e in events if isinstance(e, str)] == ["lifespan.startup", "http", "lifespan.shutdown"]
+    assert [e for e in events if isinstance(e, str)] == [
+        "lifespan.startup",
+        "http",
+        "lifespan.shutdown",
+    ]
     scope = events.items[0][1]
     assert scope["type"] == "lifespan"
     assert scope["asgi"]["version"] == "3.0"
@@ -64,7 +68,9 @@ async def test_startup_and_shutdown_run_in_order_around_serving(running_server):
 
 async def test_state_set_at_startup_reaches_http_and_websocket_scopes(running_server):
     events = Recorder()
-    srv = running_server(make_lifespan_app(events, state={"db": "connected", "n": 1}), lifespan="on")
+    srv = running_server(
+        make_lifespan_app(events, state={"db": "connected", "n": 1}), lifespan="on"
+    )
     await http_get(srv.port)
     async with ws_connect(srv.ws_url(), open_timeout=5, close_timeout=5, proxy=None) as ws:
         await within(ws.send("x"))

@@ -42,7 +42,9 @@ async def test_signal_stops_gracefully(server_process, tmp_path, sig):
         str(graceful_s),
         env={"FASTWS_TEST_MARKER": str(marker), "FASTWS_TEST_SLOW_S": "1.0"},
     )
-    ws = await within(ws_connect(f"ws://{HOST}:{proc.port}/ws", open_timeout=5, ping_interval=None, proxy=None))
+    ws = await within(
+        ws_connect(f"ws://{HOST}:{proc.port}/ws", open_timeout=5, ping_interval=None, proxy=None)
+    )
     slow = await RawConnection.open(proc.port)
     try:
         await slow.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")

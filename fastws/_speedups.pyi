@@ -34,7 +34,8 @@ class FrameReader:
     Each call returns the complete messages found so far, in order, as ``(opcode, payload)``:
     ``(OP_TEXT, str)``, ``(OP_BINARY, bytes)``, ``(OP_PING, bytes)``, ``(OP_PONG, bytes)``,
     ``(OP_CLOSE, (code, reason))`` (code 1005 when the close frame had no payload), and with
-    permessage-deflate ``(OP_TEXT | FLAG_COMPRESSED, bytes)`` / ``(OP_BINARY | FLAG_COMPRESSED, bytes)``.
+    permessage-deflate ``(OP_TEXT | FLAG_COMPRESSED, bytes)`` and
+    ``(OP_BINARY | FLAG_COMPRESSED, bytes)``.
     After a close frame the reader stops: later bytes are ignored.
 
     On a protocol violation the reader stops too: ``close_code`` becomes 1002 (protocol error),
@@ -89,7 +90,9 @@ class FrameReader:
 def apply_mask(data: Buffer, key: Buffer) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte ``key`` repeated (RFC 6455 §5.3), in one pass."""
 
-def apply_mask_inplace(buf: bytearray | memoryview, key: Buffer, start: int = 0, length: int = -1) -> None:
+def apply_mask_inplace(
+    buf: bytearray | memoryview, key: Buffer, start: int = 0, length: int = -1
+) -> None:
     """XOR ``buf[start:start+length]`` (to the end when length is -1) with ``key``, in place.
 
     The key phase starts at ``start`` (byte ``start`` is XOR-ed with ``key[0]``).

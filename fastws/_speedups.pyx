@@ -32,6 +32,7 @@ cdef enum:
     _OP_PONG = 0xA
     _FLAG_COMPRESSED = 0x40
     _SCRATCH_SIZE = 262144
+    _SCRATCH_MIN = 1024  # a partial header (13 bytes) plus room to make progress
 
 OP_CONT = _OP_CONT
 OP_TEXT = _OP_TEXT
@@ -74,7 +75,8 @@ cdef inline bint _valid_close_code(unsigned code) noexcept nogil:
 
 # -- buffers ------------------------------------------------------------------------------------
 
-cdef inline int _get_read_buffer(object obj, Py_buffer* view, const uint8_t** data, Py_ssize_t* size) except -1:
+cdef inline int _get_read_buffer(object obj, Py_buffer* view, const uint8_t** data, Py_ssize_t* size,
+                                 bint allow_str=False) except -1:
     """Borrow obj's bytes; return 1 when a Py_buffer was taken and the caller must
     PyBuffer_Release(view), 0 for bytes and str, which need none. The pointer lives as long as obj."""
     cdef Py_ssize_t n
@@ -82,7 +84,7 @@ cdef inline int _get_read_buffer(object obj, Py_buffer* view, const uint8_t** da
         data[0] = <const uint8_t*>PyBytes_AS_STRING(obj)
         size[0] = PyBytes_GET_SIZE(obj)
         return 0
-    elif PyUnicode_Check(obj):
+    elif allow_str and PyUnicode_Check(obj):
         # The UTF-8 form is cached inside the str object, so this is free for ASCII strings.
         data[0] = <const uint8_t*>PyUnicode_AsUTF8AndSize(obj, &n)
         size[0] = n
@@ -135,25 +137,32 @@ def apply_mask(data, key):
     return out
 
 
-def apply_mask_inplace(buf, key, Py_ssize_t start=0, Py_ssize_t length=-1):
+def apply_mask_inplace(buf, key, start=0, length=-1):
     cdef uint8_t k[4]
     cdef Py_buffer view
     cdef uint8_t* p
+    cdef Py_ssize_t s, n
     _get_key(key, k)
+    try:
+        s = start
+        n = length
+    except OverflowError:
+        raise ValueError("range outside the buffer") from None
     if PyUnicode_Check(buf) or PyBytes_CheckExact(buf):
         raise TypeError("buffer is read-only")
     PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
     try:
-        if length == -1:
-            length = view.len - start
-        if start < 0 or length < 0 or start + length > view.len:
+        if n == -1:
+            n = view.len - s
+        # Written so that nothing can overflow: s and n are each checked against the length.
+        if s < 0 or n < 0 or s > view.len or n > view.len - s:
             raise ValueError("range outside the buffer")
-        p = <uint8_t*>view.buf + start
-        if length >= _NOGIL_MIN:
+        p = <uint8_t*>view.buf + s
+        if n >= _NOGIL_MIN:
             with nogil:
-                fastws_mask(p, p, <size_t>length, k, 0)
+                fastws_mask(p, p, <size_t>n, k, 0)
         else:
-            fastws_mask(p, p, <size_t>length, k, 0)
+            fastws_mask(p, p, <size_t>n, k, 0)
     finally:
         PyBuffer_Release(&view)
 
@@ -180,7 +189,7 @@ cdef inline Py_ssize_t _write_header(uint8_t* h, uint8_t b0, Py_ssize_t n, bint 
     return 10
 
 
-def encode_frame(int opcode, payload, *, bint fin=True, bint rsv1=False, mask=None):
+def encode_frame(Py_ssize_t opcode, payload, *, bint fin=True, bint rsv1=False, mask=None):
     cdef int held
     cdef Py_buffer view
     cdef const uint8_t* src
@@ -194,7 +203,7 @@ def encode_frame(int opcode, payload, *, bint fin=True, bint rsv1=False, mask=No
         raise ValueError("opcode must be in 0-15")
     if mask is not None:
         _get_key(mask, k)
-    held = _get_read_buffer(payload, &view, &src, &n)
+    held = _get_read_buffer(payload, &view, &src, &n, True)
     try:
         if opcode >= 8 and (n > 125 or not fin):
             raise ValueError("control frames must be unfragmented and at most 125 bytes")
@@ -278,8 +287,11 @@ cdef class FrameReader:
         self.close_reason = ""
         self._expect_mask = expect_mask
         self._rsv1_allowed = rsv1_allowed
-        if scratch is not None and type(scratch) is not bytearray:
-            raise TypeError("scratch must be a bytearray")
+        if scratch is not None:
+            if type(scratch) is not bytearray:
+                raise TypeError("scratch must be a bytearray")
+            if len(scratch) < _SCRATCH_MIN:
+                raise ValueError(f"scratch must hold at least {_SCRATCH_MIN} bytes")
         self._scratch = scratch
         self._scratch_view = None
         self._u_lo = 0x80
@@ -456,7 +468,7 @@ cdef class FrameReader:
             if n > 125:
                 self._fail(1002, _R_CTL_LONG)
                 return hlen
-        elif self.max_size > 0 and n > <uint64_t>(self.max_size - self._msg_len):
+        elif self.max_size > 0 and n + <uint64_t>self._msg_len > <uint64_t>self.max_size:
             self._fail(1009, _R_TOO_BIG)
             return hlen
         self._has_key = masked

@@ -9,7 +9,6 @@ Owns RFC 6455 framing only: nothing here knows of sockets, asyncio or ASGI.
 from __future__ import annotations
 
 import codecs
-from typing import Union
 
 IMPLEMENTATION = "python"
 
@@ -21,9 +20,10 @@ OP_PING = 0x9
 OP_PONG = 0xA
 FLAG_COMPRESSED = 0x40
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 _SCRATCH_SIZE = 256 * 1024
+_SCRATCH_MIN = 1024  # a partial header (13 bytes) plus room to make progress
 _MAX_HEADER = 14
 
 # Reasons given with close_code; the compiled reader uses the same strings.
@@ -185,6 +185,11 @@ class FrameReader:
         rsv1_allowed: bool = False,
         scratch: bytearray | None = None,
     ) -> None:
+        if scratch is not None:
+            if type(scratch) is not bytearray:
+                raise TypeError("scratch must be a bytearray")
+            if len(scratch) < _SCRATCH_MIN:
+                raise ValueError(f"scratch must hold at least {_SCRATCH_MIN} bytes")
         self.max_size = max_size
         self.close_code: int | None = None
         self.close_reason = ""

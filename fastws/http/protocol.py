@@ -33,7 +33,7 @@ access_logger = logging.getLogger("fastws.access")
 HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
 _LINGER_S = 2.0  # after an error response: how long to drain input before closing
 
-_HEADER_RE = re.compile(b"[\x00-\x1f\x7f()<>@,;:[]={} \t\\\"]")
+_HEADER_RE = re.compile(b'[\x00-\x1f\x7f()<>@,;:[]={} \t\\"]')
 _VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -58,8 +58,8 @@ def simple_response(status: int, body: bytes, default_headers: list[tuple[bytes,
     for name, value in default_headers:
         parts += [name, b": ", value, b"\r\n"]
     parts.append(
-        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        % len(body)
+        b"content-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
     )
     parts.append(body)
     return b"".join(parts)
@@ -468,9 +468,7 @@ class RequestResponseCycle:
     def _send_500(self) -> None:
         if self.transport.is_closing():
             return
-        self.transport.write(
-            simple_response(500, b"Internal Server Error", self.default_headers)
-        )
+        self.transport.write(simple_response(500, b"Internal Server Error", self.default_headers))
         self.transport.close()
         self.response_started = self.response_complete = True
 
@@ -486,7 +484,9 @@ class RequestResponseCycle:
             self._start(message)
             return
         if self.response_complete:
-            raise RuntimeError(f"Unexpected ASGI message '{message_type}' after response completed.")
+            raise RuntimeError(
+                f"Unexpected ASGI message '{message_type}' after response completed."
+            )
         if message_type != "http.response.body":
             raise RuntimeError(f"Expected 'http.response.body', got '{message_type}'.")
         body = message.get("body", b"")

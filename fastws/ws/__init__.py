@@ -1,1 +1,1 @@
-"""WebSocket side of fastws: RFC 6455 framing, handshake, connection state and the asyncio protocol."""
+"""WebSocket side of fastws: RFC 6455 framing, handshake, deflate and the asyncio protocol."""

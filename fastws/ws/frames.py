@@ -24,7 +24,7 @@ else:
     except ImportError:
         if _flag("FASTWS_REQUIRE_EXTENSIONS"):
             raise
-        from fastws import _speedups_py as codec  # type: ignore[no-redef]
+        from fastws import _speedups_py as codec
 
 IMPLEMENTATION: str = codec.IMPLEMENTATION
 FrameReader = codec.FrameReader

@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from http import HTTPStatus
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 

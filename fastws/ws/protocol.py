@@ -59,7 +59,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.config = config
-        self.app = config.loaded_app
+        self.app: Any = config.loaded_app
         self.loop = loop
         self.server_state = server_state
         self.transport = transport
@@ -108,7 +108,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, rest: bytes) -> None:
-        """Begin after the transport switched to this protocol; ``rest``: bytes after the request."""
+        """Begin once the transport uses this protocol; ``rest``: the bytes after the request."""
         self.server_state.connections.add(self)
         self.task = self.loop.create_task(self.run_asgi())
         tasks = self.server_state.tasks
@@ -373,9 +373,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def _response_body(self, message: dict[str, Any]) -> None:
         if message["type"] != "websocket.http.response.body":
-            raise RuntimeError(
-                f"Expected 'websocket.http.response.body', got '{message['type']}'."
-            )
+            raise RuntimeError(f"Expected 'websocket.http.response.body', got '{message['type']}'.")
         if self.transport.is_closing():
             raise ClientDisconnected
         body = message.get("body", b"")

@@ -14,6 +14,9 @@ Conventions the rest of the package relies on:
   working: ``access_logger.info('%s - "%s %s HTTP/%s" %d', client_addr, method,
   full_path, http_version, status_code)``. ``AccessFormatter`` exposes them as
   ``%(client_addr)s``, ``%(request_line)s`` and ``%(status_code)s`` (code plus phrase).
+  A sixth argument, a detail string, may follow (``... %d %s``): it is appended to
+  ``%(status_code)s``. WebSocket sessions log their close that way (close code, duration,
+  messages and bytes each way).
 - A record may carry ``extra={"color_message": ...}``: a variant of ``msg`` with ANSI
   styling, used instead of ``msg`` when colours are on.
 """
@@ -199,8 +202,8 @@ class AccessFormatter(ColourizedFormatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (stdlib name)
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5:
-            client_addr, method, full_path, http_version, status_code = args
+        if isinstance(args, tuple) and len(args) in (5, 6):
+            client_addr, method, full_path, http_version, status_code = args[:5]
             request_line = f"{method} {full_path} HTTP/{http_version}"
             if self.use_colors:
                 request_line = style(request_line, "bold")
@@ -208,6 +211,8 @@ class AccessFormatter(ColourizedFormatter):
                 status = self.status_text(int(status_code))  # type: ignore[call-overload]
             except (TypeError, ValueError):
                 status = str(status_code)
+            if len(args) == 6:
+                status = f"{status} {args[5]}"
         else:
             client_addr, request_line, status = "", "", ""
         record = copy.copy(record)

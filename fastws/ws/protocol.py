@@ -88,6 +88,11 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self.pong_handle: asyncio.TimerHandle | None = None
         self.close_handle: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        # Session figures for the access log's close line; counted only when it is on, so the
+        # per-message cost is one flag test otherwise.
+        self.stats = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.opened_at = loop.time()
+        self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
         self.scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": config.asgi_version, "spec_version": "2.5"},
@@ -120,12 +125,14 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         self._cancel_timers()
-        if self.state != CLOSED:
-            self.state = CLOSED
+        was_open = self.state not in (CONNECTING, RESPONDING)
+        self.state = CLOSED
         if self.disconnect is None:
             self._disconnected(CloseCode.ABNORMAL, "")
         self.flow.resume_writing()
         self._wake()
+        if self.stats and was_open:
+            self._log_close()
 
     def eof_received(self) -> bool | None:
         return None
@@ -140,6 +147,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         return self.reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.stats:
+            self.bytes_in += nbytes
         messages = self.reader.buffer_updated(nbytes)
         if messages or self.reader.close_code is not None:
             self._dispatch(messages)
@@ -156,6 +165,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def _dispatch(self, messages: list[tuple[int, Any]]) -> None:
         queue = self.queue
         closing = self.close_sent  # after our close, data is no longer delivered (§5.5.1)
+        if self.stats:
+            self.msgs_in += sum(1 for m in messages if (m[0] & 0x0F) < 8)
         for opcode, payload in messages:
             if opcode == _TEXT:
                 if not closing:
@@ -317,6 +328,9 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 else:
                     frame = encode_frame(opcode, data)
                 self.transport.write(frame)
+                if self.stats:
+                    self.msgs_out += 1
+                    self.bytes_out += len(frame)
                 return
             if message_type == "websocket.close":
                 self._send_close(message.get("code", 1000), message.get("reason") or "")
@@ -457,6 +471,21 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self.close_handle.cancel()
             self.close_handle = None
 
+    def _log_close(self) -> None:
+        client = self.scope["client"]
+        code = self.disconnect["code"] if self.disconnect else CloseCode.ABNORMAL
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %s',
+            f"{client[0]}:{client[1]}" if client else "-",
+            "WebSocket",
+            self.scope["path"],
+            self.scope["http_version"],
+            code,
+            f"closed after {self.loop.time() - self.opened_at:.3f} s; "
+            f"in {self.msgs_in} msgs / {_size(self.bytes_in)}, "
+            f"out {self.msgs_out} msgs / {_size(self.bytes_out)}",
+        )
+
     def _log_access(self, status: int) -> None:
         # Same argument shape as the HTTP access line, so one formatter serves both.
         if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
@@ -470,6 +499,14 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 self.scope["http_version"],
                 status,
             )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
 
 
 def _encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:

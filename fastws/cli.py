@@ -30,6 +30,7 @@ from fastws.config import (
     header_error,
     option_default,
     option_error,
+    ssl_ciphers_error,
 )
 from fastws.logging import LOG_LEVELS
 
@@ -115,6 +116,18 @@ def _parse_headers(
             raise click.BadParameter(reason, ctx=ctx, param=param)
         headers.append((name, value))
     return headers
+
+
+def _parse_origins(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[str] | None:
+    if not values:
+        return None  # the option's default: every origin allowed
+    origins = [item.strip() for raw in values for item in raw.split(",") if item.strip()]
+    reason = option_error("ws_allowed_origins", origins)
+    if reason is not None:
+        raise click.BadParameter(reason, ctx=ctx, param=param)
+    return origins
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -321,12 +334,24 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     "Longest header field (name and value) accepted, in bytes.",
     type=int,
 )
+@_option(
+    "--ws-allowed-origins",
+    "Origins allowed to open a WebSocket, comma-separated or repeated: exact "
+    "('https://app.example.com') or wildcard ('https://*.example.com', subdomains only). "
+    "Upgrades with a missing or other Origin get 403 before the app runs. Default: any origin.",
+    multiple=True,
+    callback=_parse_origins,
+)
 def main(app: str, **options: Any) -> None:
     """Serve APP, an ASGI application given as '<module>:<attribute>'."""
     if options["ssl_keyfile"] is not None and options["ssl_certfile"] is None:
         raise click.BadParameter(
             "required when --ssl-keyfile is given", param_hint="'--ssl-certfile'"
         )
+    if options["ssl_certfile"] is not None and options["ssl_ciphers"] is not None:
+        reason = ssl_ciphers_error(options["ssl_ciphers"])
+        if reason is not None:
+            raise click.BadParameter(reason, param_hint="'--ssl-ciphers'")
     # Import the app from --app-dir first (uvicorn does the same), whatever sys.path held.
     sys.path.insert(0, options["app_dir"])
     for key in ("reload_dirs", "reload_includes", "reload_excludes", "headers"):

@@ -4,8 +4,8 @@ This is the only place an option's default is written: the CLI reads its click d
 from ``Config.__init__``'s signature (``option_default``) and validates values with the
 same checks (``option_error``), and ``fastws.run()`` builds a ``Config`` from its keyword
 arguments. Names, defaults and meanings follow uvicorn's ``Config``; fastws-only options
-(``ws_close_timeout``, ``timeout_handshake``, ``limit_request_*``) carry names uvicorn
-does not use.
+(``ws_close_timeout``, ``timeout_handshake``, ``limit_request_*``,
+``ws_allowed_origins``) carry names uvicorn does not use.
 
 Constructing a ``Config`` is cheap: it validates, loads ``env_file``, configures logging
 and resolves values that come from the environment (``workers``, ``forwarded_allow_ips``).
@@ -42,7 +42,9 @@ from fastws.proxy_headers import (
     Scope,
     Send,
     parse_trusted_hosts,
+    trusted_host_error,
 )
+from fastws.ws.handshake import AllowedOrigins, compile_origins
 
 __all__ = [
     "STARTUP_FAILURE",
@@ -54,6 +56,7 @@ __all__ = [
     "WSProtocolType",
     "option_default",
     "option_error",
+    "ssl_ciphers_error",
 ]
 
 HTTPProtocolType = Literal["auto", "h11", "httptools", "zttp"]
@@ -220,8 +223,65 @@ def _check_ssl_cert_reqs(value: Any) -> str | None:
     return f"must be one of {', '.join(str(int(v)) for v in valid)} (see ssl.VerifyMode)"
 
 
+# The ssl.PROTOCOL_* values a server context can use (PROTOCOL_TLS_CLIENT cannot accept).
+_SERVER_SSL_VERSIONS = {
+    int(getattr(ssl, name)): name
+    for name in ("PROTOCOL_TLS", "PROTOCOL_TLSv1", "PROTOCOL_TLSv1_1", "PROTOCOL_TLSv1_2")
+    if hasattr(ssl, name)
+} | {SSL_PROTOCOL_VERSION: "PROTOCOL_TLS_SERVER"}
+
+
 def _check_ssl_version(value: Any) -> str | None:
-    return None if _is_int(value) else f"must be an integer (see ssl.PROTOCOL_*), got {value!r}"
+    if _is_int(value) and value in _SERVER_SSL_VERSIONS:
+        return None
+    choices = ", ".join(
+        f"{number} ({name})" for number, name in sorted(_SERVER_SSL_VERSIONS.items())
+    )
+    return f"must be one of {choices}, got {value!r}"
+
+
+def ssl_ciphers_error(value: str) -> str | None:
+    """Why OpenSSL refuses the cipher string ``value``, or None when it accepts it.
+
+    Checked only when TLS is on (``ssl_certfile`` given): without it the string is unused,
+    as in uvicorn. Both ``Config`` and the CLI call this, so a typo is a usage error rather
+    than a failed start.
+    """
+    # OpenSSL is the only judge of a cipher string; asking it costs a throwaway context.
+    try:
+        ssl.SSLContext(SSL_PROTOCOL_VERSION).set_ciphers(value)
+    except ssl.SSLError:
+        return f"OpenSSL accepts no cipher in {value!r}"
+    return None
+
+
+def _split_list(value: str | Sequence[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item.strip()]
+
+
+def _check_forwarded_allow_ips(value: Any) -> str | None:
+    reason = _check_string_list(value)
+    if reason is not None or value is None:
+        return reason
+    for entry in _split_list(value):
+        reason = trusted_host_error(entry)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _check_allowed_origins(value: Any) -> str | None:
+    if value is None:
+        return None
+    reason = _check_string_list(value)
+    if reason is not None:
+        return reason
+    try:
+        compile_origins(_split_list(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _check_str(value: Any) -> str | None:
@@ -252,7 +312,7 @@ _CHECKS: dict[str, _Check] = {
     "reload_excludes": _check_string_list,
     "reload_delay": _seconds_check(),
     "workers": _int_check(1, optional=True),
-    "forwarded_allow_ips": _check_string_list,
+    "forwarded_allow_ips": _check_forwarded_allow_ips,
     "root_path": _check_str,
     "limit_concurrency": _int_check(1, optional=True),
     "limit_max_requests": _int_check(1, optional=True),
@@ -276,6 +336,7 @@ _CHECKS: dict[str, _Check] = {
     "limit_request_line": _int_check(1),
     "limit_request_fields": _int_check(1),
     "limit_request_field_size": _int_check(1),
+    "ws_allowed_origins": _check_allowed_origins,
 }
 
 
@@ -416,6 +477,11 @@ class Config:
         limit_request_line: longest request line, in bytes; the server rejects longer ones.
         limit_request_fields: most header fields a request may carry (431 above it).
         limit_request_field_size: longest single header field, name and value, in bytes.
+        ws_allowed_origins: origins allowed to open a WebSocket (a list, or one
+            comma-separated string): exact ones (``https://app.example.com``) and wildcards
+            (``https://*.example.com``: subdomains only); see
+            ``fastws.ws.handshake.compile_origins``. An upgrade with a missing or other
+            Origin gets 403 before the app is called. None (the default) allows any origin.
 
     Raises:
         ValueError: an option has an invalid value; the message starts with its name.
@@ -484,6 +550,7 @@ class Config:
         limit_request_line: int = 8190,
         limit_request_fields: int = 100,
         limit_request_field_size: int = 8190,
+        ws_allowed_origins: list[str] | str | None = None,
     ) -> None:
         given = dict(locals())
         del given["self"]
@@ -493,6 +560,10 @@ class Config:
                 raise ValueError(f"invalid {name}: {reason}")
         if ssl_keyfile is not None and ssl_certfile is None:
             raise ValueError("invalid ssl_certfile: required when ssl_keyfile is given")
+        if ssl_certfile is not None and ssl_ciphers is not None:
+            reason = ssl_ciphers_error(ssl_ciphers)
+            if reason is not None:
+                raise ValueError(f"invalid ssl_ciphers: {reason}")
 
         self.app = app
         self.host = host
@@ -550,10 +621,15 @@ class Config:
         self.limit_request_line = limit_request_line
         self.limit_request_fields = limit_request_fields
         self.limit_request_field_size = limit_request_field_size
+        self.ws_allowed_origins: list[str] | None = (
+            None if ws_allowed_origins is None else _split_list(ws_allowed_origins)
+        )
 
         self.loaded = False
         self.ssl: ssl.SSLContext | None = None
         self.encoded_headers: list[tuple[bytes, bytes]] = []
+        self.allowed_origins: AllowedOrigins | None = None
+        """``ws_allowed_origins`` compiled by ``load()``, for the upgrade path."""
 
         self.configure_logging()
 
@@ -640,9 +716,9 @@ class Config:
     def load(self) -> None:
         """Import and prepare the app, TLS context and default headers; no-op when loaded.
 
-        Sets ``loaded_app``, ``interface`` (resolved from auto), ``ssl`` and
-        ``encoded_headers``, then ``loaded``. The server calls this in each worker,
-        before binding.
+        Sets ``loaded_app``, ``interface`` (resolved from auto), ``ssl``,
+        ``encoded_headers`` and ``allowed_origins``, then ``loaded``. The server calls
+        this in each worker, before binding.
 
         Raises:
             SystemExit: with ``STARTUP_FAILURE`` when the app cannot be imported or
@@ -653,6 +729,8 @@ class Config:
             return
         self.ssl = self._create_ssl_context() if self.is_ssl else None
         self.encoded_headers = self._encode_headers()
+        if self.ws_allowed_origins is not None:
+            self.allowed_origins = compile_origins(self.ws_allowed_origins)
 
         app = self._import_app()
         if self.interface == "auto":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -35,6 +36,30 @@ def parse_trusted_hosts(value: str | Iterable[str]) -> list[str]:
     """Split a comma-separated ``--forwarded-allow-ips`` value into stripped, non-empty items."""
     items = value.split(",") if isinstance(value, str) else value
     return [item.strip() for item in items if item.strip()]
+
+
+# Looks like an IPv4 address (digits and dots) or an IPv6 one (hex digits with a colon).
+_ADDRESS_LIKE = re.compile(r"[0-9.]+|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")
+
+
+def trusted_host_error(entry: str) -> str | None:
+    """Why ``entry`` of ``--forwarded-allow-ips`` is a mistake, or None when it is usable.
+
+    An entry shaped like an address or a CIDR network that does not parse as one
+    (``10.0.0.256``, ``10.0.0.0/33``) would otherwise become a literal that no peer ever
+    matches, silently distrusting the proxy; anything else is a valid literal.
+    """
+    address, _, prefix = entry.partition("/")
+    if entry == "*" or not _ADDRESS_LIKE.fullmatch(address):
+        return None
+    try:
+        if prefix:
+            ipaddress.ip_network(entry, strict=False)
+        else:
+            ipaddress.ip_address(entry)
+    except ValueError:
+        return f"{entry!r} is not a valid IP address or network"
+    return None
 
 
 class TrustedHosts:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fastws.http.flow_control import FlowControl
+from fastws.logging import TRACE_LOG_LEVEL
 from fastws.ws import handshake
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
         self.access_log = config.access_log and access_logger.hasHandlers()
+        # Checked once per connection, never per request (--log-level trace).
+        self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
         self.parser = httptools.HttpRequestParser(self)
         self.scratch_view = server_state.scratch_view
 
@@ -118,6 +121,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.server = _addr(transport.get_extra_info("sockname"))
         self.client = _addr(transport.get_extra_info("peername"))
         self._arm_head_timeout()
+        if self.trace:
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", _format_client(self.client))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -127,6 +132,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
                 cycle.message_event.set()
         self.flow.resume_writing()
         self._cancel_timers()
+        if self.trace:
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", _format_client(self.client))
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself
@@ -310,6 +317,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         offer = handshake.validate_request(
             self.parser.get_method(), self.scope["http_version"], self.headers
         )
+        allowed_origins = self.config.allowed_origins
+        if allowed_origins is not None and isinstance(offer, handshake.Offer):
+            # --ws-allowed-origins: refuse cross-site upgrades before the app sees them.
+            offer = handshake.check_origin(self.headers, allowed_origins) or offer
         if isinstance(offer, handshake.Rejection):
             logger.info("WebSocket upgrade refused: %s", offer.reason)
             self._respond_and_close(

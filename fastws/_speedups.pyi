@@ -50,6 +50,7 @@ class FrameReader:
     close_code: int | None
     close_reason: str
     max_size: int
+    data_only: bool  # read-only: the last call returned only ASGI receive events (asgi=True)
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class FrameReader:
         expect_mask: bool = True,
         rsv1_allowed: bool = False,
         scratch: bytearray | None = None,
+        asgi: bool = False,
     ) -> None:
         """
         Args:
@@ -69,6 +71,11 @@ class FrameReader:
                 connection holds no buffer of its own. It is only used between ``get_buffer()``
                 and the ``buffer_updated()`` that follows it, which asyncio calls back to back.
                 None: the reader allocates its own.
+            asgi: return complete text and binary messages as ready ASGI events,
+                ``{"type": "websocket.receive", "text": str}`` or ``{..., "bytes": bytes}``,
+                instead of tuples (control frames, compressed messages and errors are
+                unchanged). ``data_only`` then tells the caller whether the whole list can
+                go straight to the application (see bench/micro/protocol.py).
         """
 
     def get_buffer(self, sizehint: int) -> memoryview:

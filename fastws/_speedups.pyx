@@ -243,6 +243,9 @@ cdef class FrameReader:
     cdef public Py_ssize_t max_size
     cdef public object close_code
     cdef public str close_reason
+    cdef readonly bint data_only     # the last call returned only ASGI receive events
+
+    cdef bint _asgi
 
     cdef bint _expect_mask
     cdef bint _rsv1_allowed
@@ -281,8 +284,10 @@ cdef class FrameReader:
         self._msg = NULL
 
     def __init__(self, *, Py_ssize_t max_size=16777216, bint expect_mask=True,
-                 bint rsv1_allowed=False, scratch=None):
+                 bint rsv1_allowed=False, scratch=None, bint asgi=False):
         self.max_size = max_size
+        self._asgi = asgi
+        self.data_only = True
         self.close_code = None
         self.close_reason = ""
         self._expect_mask = expect_mask
@@ -329,6 +334,7 @@ cdef class FrameReader:
             raise ValueError("nbytes outside the buffer")
         self._head_n = 0
         self._head_copied = 0
+        self.data_only = True
         if not self._done:
             # The scratch bytearray is owned by this reader or its loop; it is not resized while
             # we hold its pointer (get_buffer's memoryview pins it anyway).
@@ -343,6 +349,7 @@ cdef class FrameReader:
         cdef list out = []
         cdef uint8_t* base
         held = _get_read_buffer(data, &view, &src, &n)
+        self.data_only = True
         try:
             if self._scratch is None:
                 self._scratch = bytearray(_SCRATCH_SIZE)
@@ -366,6 +373,7 @@ cdef class FrameReader:
     cdef int _fail(self, int code, str reason) except -1:
         self.close_code = code
         self.close_reason = reason
+        self.data_only = False
         self._done = True
         self._msg_len = 0
         self._ctl_n = 0
@@ -578,6 +586,18 @@ cdef class FrameReader:
         self._u_hi = hi
         return True
 
+    cdef inline int _emit(self, int op, object payload, list out) except -1:
+        """Append one message: an ASGI receive event in asgi mode for a plain data message,
+        else an (opcode, payload) tuple (and the call no longer returns data only)."""
+        if self._asgi and op == _OP_TEXT:
+            out.append({"type": "websocket.receive", "text": payload})
+        elif self._asgi and op == _OP_BINARY:
+            out.append({"type": "websocket.receive", "bytes": payload})
+        else:
+            self.data_only = False
+            out.append((op, payload))
+        return 0
+
     cdef int _single(self, uint8_t* src, Py_ssize_t n, list out) except -1:
         cdef int op = self._msg_op
         cdef bytes data
@@ -587,14 +607,14 @@ cdef class FrameReader:
             # Unmask in place: src is our scratch buffer and these bytes are consumed now.
             self._unmask_into(src, src, n)
             try:
-                out.append((_OP_TEXT, PyUnicode_DecodeUTF8(<char*>src, n, "strict")))
+                self._emit(_OP_TEXT, PyUnicode_DecodeUTF8(<char*>src, n, "strict"), out)
             except UnicodeDecodeError:
                 self._fail(1007, _R_UTF8)
             return 0
         # One pass: unmask while copying into the message object handed to the app.
         data = PyBytes_FromStringAndSize(NULL, n)
         self._unmask_into(<uint8_t*>PyBytes_AS_STRING(data), src, n)
-        out.append((op, data))
+        self._emit(op, data, out)
         return 0
 
     cdef int _frame_done(self, list out) except -1:
@@ -633,7 +653,7 @@ cdef class FrameReader:
             PyMem_Free(self._msg)
             self._msg = NULL
             self._msg_cap = 0
-        out.append((msg_op, payload))
+        self._emit(msg_op, payload, out)
         return 0
 
     cdef int _control(self, int op, bytes data, list out) except -1:
@@ -641,10 +661,10 @@ cdef class FrameReader:
         cdef unsigned code
         cdef const uint8_t* p
         if op != _OP_CLOSE:
-            out.append((op, data))
+            self._emit(op, data, out)
             return 0
         if n == 0:
-            out.append((_OP_CLOSE, (1005, "")))
+            self._emit(_OP_CLOSE, (1005, ""), out)
             self._done = True
             return 0
         if n == 1:
@@ -660,6 +680,6 @@ cdef class FrameReader:
         except UnicodeDecodeError:
             self._fail(1007, _R_CLOSE_UTF8)
             return 0
-        out.append((_OP_CLOSE, (code, reason)))
+        self._emit(_OP_CLOSE, (code, reason), out)
         self._done = True
         return 0

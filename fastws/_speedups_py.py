@@ -9,6 +9,7 @@ Owns RFC 6455 framing only: nothing here knows of sockets, asyncio or ASGI.
 from __future__ import annotations
 
 import codecs
+import typing as _typing
 
 IMPLEMENTATION = "python"
 
@@ -158,6 +159,8 @@ class FrameReader:
     __slots__ = (
         "max_size",
         "close_code",
+        "data_only",
+        "_asgi",
         "close_reason",
         "_expect_mask",
         "_rsv1_allowed",
@@ -184,6 +187,7 @@ class FrameReader:
         expect_mask: bool = True,
         rsv1_allowed: bool = False,
         scratch: bytearray | None = None,
+        asgi: bool = False,
     ) -> None:
         if scratch is not None:
             if type(scratch) is not bytearray:
@@ -191,6 +195,8 @@ class FrameReader:
             if len(scratch) < _SCRATCH_MIN:
                 raise ValueError(f"scratch must hold at least {_SCRATCH_MIN} bytes")
         self.max_size = max_size
+        self._asgi = asgi
+        self.data_only = True
         self.close_code: int | None = None
         self.close_reason = ""
         self._expect_mask = expect_mask
@@ -226,18 +232,20 @@ class FrameReader:
         self._head_len = h
         return memoryview(self._scratch)[h:]
 
-    def buffer_updated(self, nbytes: int) -> list[tuple[int, object]]:
+    def buffer_updated(self, nbytes: int) -> list[_typing.Any]:
         assert self._scratch is not None, "buffer_updated() without get_buffer()"
         end = self._head_len + nbytes
         self._head = b""
         self._head_len = 0
-        out: list[tuple[int, object]] = []
+        self.data_only = True
+        out: list[_typing.Any] = []
         if not self._done:
             self._process(memoryview(self._scratch)[:end], out)
         return out
 
-    def feed(self, data: Buffer) -> list[tuple[int, object]]:
-        out: list[tuple[int, object]] = []
+    def feed(self, data: Buffer) -> list[_typing.Any]:
+        out: list[_typing.Any] = []
+        data_only = True
         view = memoryview(data).cast("B")
         pos, n = 0, len(view)
         while pos < n and not self._done:
@@ -245,7 +253,9 @@ class FrameReader:
             k = min(len(buf), n - pos)
             buf[:k] = view[pos : pos + k]
             out += self.buffer_updated(k)
+            data_only = data_only and self.data_only
             pos += k
+        self.data_only = data_only
         return out
 
     # -- the state machine ---------------------------------------------------------------
@@ -253,11 +263,12 @@ class FrameReader:
     def _fail(self, code: int, reason: str) -> None:
         self.close_code = code
         self.close_reason = reason
+        self.data_only = False
         self._done = True
         self._msg = bytearray()
         self._ctl = bytearray()
 
-    def _process(self, buf: memoryview, out: list[tuple[int, object]]) -> None:
+    def _process(self, buf: memoryview, out: list[_typing.Any]) -> None:
         pos, end = 0, len(buf)
         while pos < end and not self._done:
             if self._in_payload:
@@ -369,20 +380,20 @@ class FrameReader:
         if self._utf8 is not None and not self._utf8.feed(data):
             self._fail(1007, _R_UTF8)
 
-    def _single(self, part: memoryview, out: list[tuple[int, object]]) -> None:
+    def _single(self, part: memoryview, out: list[_typing.Any]) -> None:
         data = self._unmask(part)
         op = self._msg_op
         self._msg_op = 0
         self._utf8 = None
         if op == OP_TEXT:
             try:
-                out.append((OP_TEXT, data.decode("utf-8")))
+                self._emit(out, (OP_TEXT, data.decode("utf-8")))
             except UnicodeDecodeError:
                 self._fail(1007, _R_UTF8)
         else:
-            out.append((op, data))
+            self._emit(out, (op, data))
 
-    def _frame_done(self, out: list[tuple[int, object]]) -> None:
+    def _frame_done(self, out: list[_typing.Any]) -> None:
         op = self._opcode
         if op >= 8:
             self._control(op, bytes(self._ctl), out)
@@ -400,16 +411,28 @@ class FrameReader:
             if text is None:
                 self._fail(1007, _R_UTF8)
                 return
-            out.append((msg_op, text))
+            self._emit(out, (msg_op, text))
         else:
-            out.append((msg_op, data))
+            self._emit(out, (msg_op, data))
 
-    def _control(self, op: int, data: bytes, out: list[tuple[int, object]]) -> None:
+    def _emit(self, out: list[_typing.Any], message: tuple[int, _typing.Any]) -> None:
+        """Append one message: an ASGI receive event in asgi mode for a plain data message,
+        else the (opcode, payload) tuple (and the call no longer returns data only)."""
+        op = message[0]
+        if self._asgi and op == OP_TEXT:
+            out.append({"type": "websocket.receive", "text": message[1]})
+        elif self._asgi and op == OP_BINARY:
+            out.append({"type": "websocket.receive", "bytes": message[1]})
+        else:
+            self.data_only = False
+            out.append(message)
+
+    def _control(self, op: int, data: bytes, out: list[_typing.Any]) -> None:
         if op != OP_CLOSE:
-            out.append((op, data))
+            self._emit(out, (op, data))
             return
         if len(data) == 0:
-            out.append((OP_CLOSE, (1005, "")))
+            self._emit(out, (OP_CLOSE, (1005, "")))
             self._done = True
             return
         if len(data) == 1:
@@ -424,5 +447,5 @@ class FrameReader:
         except UnicodeDecodeError:
             self._fail(1007, _R_CLOSE_UTF8)
             return
-        out.append((OP_CLOSE, (code, reason)))
+        self._emit(out, (OP_CLOSE, (code, reason)))
         self._done = True

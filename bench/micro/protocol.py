@@ -1,0 +1,133 @@
+"""Per-message cost of fastws's WebSocket protocol, without sockets.
+
+Drives fastws.ws.protocol.WebSocketProtocol with an in-memory transport and a raw ASGI echo
+app: each round delivers BATCH masked 32-byte text frames in one read and runs the loop until
+the app has echoed them all. What it measures is the Python/Cython work per message (read
+dispatch, ASGI event dicts, receive/send round trip, frame encoding), the part a profile of the
+server under load attributes to fastws rather than to the kernel.
+
+    .venv/bin/python bench/micro/protocol.py [--messages N] [--batch B] [--loop uvloop|asyncio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from typing import Any
+
+from fastws.config import Config
+from fastws.server import ServerState
+from fastws.ws import handshake
+from fastws.ws.frames import IMPLEMENTATION, encode_frame
+from fastws.ws.protocol import WebSocketProtocol
+
+
+class MemoryTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.frames = 0
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.written += len(data)
+        self.frames += 1
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        reply = {"type": "websocket.send", "bytes": message.get("bytes"), "text": message.get("text")}
+        await send(reply)
+
+
+async def run(messages: int, batch: int) -> float:
+    config = Config(echo, ws_ping_interval=None, access_log=False, log_level="warning")
+    config.load()
+    state = ServerState()
+    transport = MemoryTransport()
+    scope = {
+        "http_version": "1.1",
+        "root_path": "",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+        "state": {},
+    }
+    offer = handshake.Offer(key=b"dGhlIHNhbXBsZSBub25jZQ==")
+    loop = asyncio.get_running_loop()
+    proto = WebSocketProtocol(config, state, {}, scope, offer, transport, None, None, loop)
+    proto.start(b"")
+    while transport.frames < 1:  # the 101 response
+        await asyncio.sleep(0)
+    chunk = encode_frame(1, "x" * 32, mask=os.urandom(4)) * batch
+    sent = 0
+    start = time.perf_counter()
+    while sent < messages:
+        target = transport.frames + batch
+        buf = proto.get_buffer(-1)
+        buf[: len(chunk)] = chunk
+        proto.buffer_updated(len(chunk))
+        sent += batch
+        while transport.frames < target:
+            await asyncio.sleep(0)
+    elapsed = time.perf_counter() - start
+    transport.closing = True
+    proto.connection_lost(None)
+    await asyncio.sleep(0)
+    return elapsed / sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        new_loop = uvloop.new_event_loop
+    else:
+        new_loop = asyncio.new_event_loop
+    results = []
+    for _ in range(args.rounds):
+        loop = new_loop()
+        try:
+            results.append(loop.run_until_complete(run(args.messages, args.batch)))
+        finally:
+            loop.close()
+    med = statistics.median(results)
+    print(
+        f"codec={IMPLEMENTATION} loop={args.loop} batch={args.batch}: "
+        f"{med * 1e6:.2f} us/message (min {min(results) * 1e6:.2f}, max {max(results) * 1e6:.2f}), "
+        f"{1 / med:,.0f} messages/s on one core"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -59,7 +59,11 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
-        reply = {"type": "websocket.send", "bytes": message.get("bytes"), "text": message.get("text")}
+        reply = {
+            "type": "websocket.send",
+            "bytes": message.get("bytes"),
+            "text": message.get("text"),
+        }
         await send(reply)
 
 

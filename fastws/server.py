@@ -179,6 +179,8 @@ class Server:
     async def on_tick(self, counter: int) -> bool:
         if counter % 10 == 0:
             self._update_default_headers()
+        if counter % 5 == 0:
+            self._expire_connections()
         if self.should_exit:
             return True
         limit = self.config.limit_max_requests
@@ -186,6 +188,14 @@ class Server:
             logger.warning("Maximum request limit of %d exceeded. Terminating process.", limit)
             return True
         return False
+
+    def _expire_connections(self) -> None:
+        """Drop connections past their deadline (request-head and keep-alive timeouts): one
+        sweep here instead of a timer armed and cancelled per request."""
+        now = asyncio.get_running_loop().time()
+        expired = [c for c in self.server_state.connections if 0.0 < c.deadline <= now]
+        for connection in expired:
+            connection.expire()
 
     def _update_default_headers(self) -> None:
         headers = list(self.config.encoded_headers)
@@ -270,15 +280,38 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
 def run(app: Any, **kwargs: Any) -> None:
     """Serve ``app`` (an ASGI app or an "module:attr" string) with the options of Config.
 
-    Exits the process with status 3 when startup fails (as uvicorn does).
+    One server process; with ``workers > 1`` a supervisor and that many worker processes
+    (``fastws.supervisor``); with ``reload`` a reloader and one server process restarted on
+    code changes (``fastws.reload``). Both need ``app`` as an import string, since each
+    process imports it anew. Exits the process with status 3 when startup fails (as uvicorn
+    does).
     """
     config = Config(app, **kwargs)
+    if (config.reload or config.workers > 1) and not isinstance(app, str):
+        logger.error(
+            "You must pass the application as an import string to enable 'reload' or "
+            "'workers' (each process imports it anew), e.g. fastws.run('main:app', workers=4)."
+        )
+        sys.exit(STARTUP_FAILURE)
+    if config.reload or config.workers > 1:
+        try:
+            if config.reload:
+                from fastws.reload import ChangeReload
+
+                if config.workers > 1:
+                    logger.warning("--reload runs a single server process; --workers is ignored.")
+                status = ChangeReload(config, [config.bind_socket()]).run()
+            else:
+                from fastws.supervisor import Supervisor
+
+                status = Supervisor(config, [config.bind_socket()]).run()
+        finally:
+            if config.uds and os.path.exists(config.uds):
+                os.remove(config.uds)
+        if status:
+            sys.exit(status)
+        return
     server = Server(config)
-    if config.workers > 1:
-        # The supervisor (fastws/supervisor.py) is not written yet: refuse rather than silently
-        # serve with one process.
-        logger.error("--workers > 1 is not supported yet; run one process per port for now.")
-        sys.exit(1)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -98,8 +98,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "https" if config.is_ssl else "http"
         self.pipeline: deque[tuple[RequestResponseCycle, Callable[..., Any]]] = deque()
-        self.keep_alive_handle: asyncio.TimerHandle | None = None
-        self.head_handle: asyncio.TimerHandle | None = None
+        # When this connection is due to be dropped (loop time; 0: never): a request head must
+        # be complete by then (slowloris), or an idle keep-alive connection ends. The server
+        # sweeps these twice a second (Server.on_tick), so no timer is armed per request.
+        self.deadline = 0.0
 
         # the request being parsed
         self.url = b""
@@ -120,7 +122,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.flow = FlowControl(self.transport)
         self.server = _addr(transport.get_extra_info("sockname"))
         self.client = _addr(transport.get_extra_info("peername"))
-        self._arm_head_timeout()
+        self._expect_head()
         if self.trace:
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", _format_client(self.client))
 
@@ -130,8 +132,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
                 cycle.message_event.set()
+        self.deadline = 0.0
         self.flow.resume_writing()
-        self._cancel_timers()
         if self.trace:
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", _format_client(self.client))
 
@@ -144,7 +146,6 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.discarding:
             return
-        self._cancel_keep_alive()
         data = self.scratch_view[:nbytes]
         try:
             self.parser.feed_data(data)
@@ -168,8 +169,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self.head_handle is None:
-            self._arm_head_timeout()
+        self._expect_head()
         self.url = b""
         self.headers = []
         self.header_bytes = 0
@@ -206,7 +206,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             raise _RequestTooLarge(431, "Request header field too large.")
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timeout()
+        self.deadline = 0.0
         http_version = self.parser.get_http_version()
         method = self.parser.get_method()
         self.scope["method"] = method.decode("ascii")
@@ -298,7 +298,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         arrives, and close on the client's EOF or after a short grace period.
         """
         self.discarding = True
-        self._cancel_timers()
+        self.deadline = 0.0
         self.transport.write(response)
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -335,7 +335,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._refuse(503, "Service Unavailable")
             return
         self.connections.discard(self)
-        self._cancel_timers()
+        self.deadline = 0.0
         protocol = WebSocketProtocol(
             config=self.config,
             server_state=self.server_state,
@@ -359,38 +359,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
             cycle, app = self.pipeline.pop()
             self._run(cycle, app)
         else:
-            self._cancel_keep_alive()
-            self.keep_alive_handle = self.loop.call_later(
-                self.config.timeout_keep_alive, self._keep_alive_expired
-            )
+            self.deadline = self.loop.time() + self.config.timeout_keep_alive
 
-    def _keep_alive_expired(self) -> None:
+    def _expect_head(self) -> None:
+        timeout = self.config.timeout_handshake
+        self.deadline = self.loop.time() + timeout if timeout else 0.0
+
+    def expire(self) -> None:
+        """The deadline passed: a request head took too long, or keep-alive idled out."""
+        self.deadline = 0.0
         if not self.transport.is_closing():
             self.transport.close()
-
-    def _arm_head_timeout(self) -> None:
-        timeout = self.config.timeout_handshake
-        if timeout:
-            self.head_handle = self.loop.call_later(timeout, self._head_timeout)
-
-    def _head_timeout(self) -> None:
-        # slowloris: the request head did not arrive in time
-        self.head_handle = None
-        self.transport.close()
-
-    def _cancel_head_timeout(self) -> None:
-        if self.head_handle is not None:
-            self.head_handle.cancel()
-            self.head_handle = None
-
-    def _cancel_keep_alive(self) -> None:
-        if self.keep_alive_handle is not None:
-            self.keep_alive_handle.cancel()
-            self.keep_alive_handle = None
-
-    def _cancel_timers(self) -> None:
-        self._cancel_keep_alive()
-        self._cancel_head_timeout()
 
     def shutdown(self) -> None:
         """Graceful stop: close idle connections; finish the response in flight, then close."""

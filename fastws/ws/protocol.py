@@ -46,6 +46,8 @@ CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
 
 
 class WebSocketProtocol(asyncio.BufferedProtocol):
+    deadline = 0.0  # never swept by the server's timeout sweep (see HttpProtocol.deadline)
+
     def __init__(
         self,
         config: Config,

@@ -8,7 +8,8 @@ Measures, in one process pinned to one core:
     FrameReader.feed() (and to get_buffer()/buffer_updated(), the server's path).
 
 Each number is the median of several rounds; a round repeats the operation until it has run for
-a minimum time, and the spread printed next to it is the min-max of the rounds. The garbage
+a minimum time, and the spread printed next to it is the min-max of the rounds. The cases of one
+row are timed in interleaved rounds, and their ratios are taken round by round. The garbage
 collector is off while timing. Run `python bench/micro/codec.py` (or `make bench-micro`); see
 bench/README.md for how to read the output.
 """
@@ -164,9 +165,10 @@ class Result:
         return statistics.median(rates), min(rates), max(rates)
 
 
-def measure(fn: Callable[[], object], rounds: int, min_round_s: float) -> Result:
-    """Time fn(): calibrate a repeat count so that a round lasts min_round_s, run `rounds`."""
-    fn()  # warm up (first-touch page faults, caches, lazy allocations)
+def calibrate(fn: Callable[[], object], min_round_s: float) -> int:
+    """How many calls of fn() make a round of at least min_round_s (after one warm-up call:
+    first-touch page faults, caches, lazy allocations)."""
+    fn()
     repeat = 1
     while True:
         t0 = time.perf_counter_ns()
@@ -174,20 +176,39 @@ def measure(fn: Callable[[], object], rounds: int, min_round_s: float) -> Result
             fn()
         elapsed = time.perf_counter_ns() - t0
         if elapsed >= min_round_s * 1e9 or repeat >= 1 << 24:
-            break
+            return repeat
         repeat = max(repeat * 2, int(repeat * min_round_s * 1e9 / max(elapsed, 1) * 1.2))
-    per_op = []
+
+
+def measure(
+    fns: dict[str, Callable[[], object] | None], rounds: int, min_round_s: float
+) -> dict[str, Result | None]:
+    """Time the functions that are compared in one row, their rounds interleaved (round 1 of
+    each, then round 2 of each...), so that a burst of other work on the machine hits all of
+    them alike and their per-round ratios stay meaningful. None stands for "not available"."""
+    live = {name: fn for name, fn in fns.items() if fn is not None}
+    repeats = {name: calibrate(fn, min_round_s) for name, fn in live.items()}
+    per_op: dict[str, list[float]] = {name: [] for name in live}
     gc.collect()
     gc.disable()
     try:
         for _ in range(rounds):
-            t0 = time.perf_counter_ns()
-            for _ in range(repeat):
-                fn()
-            per_op.append((time.perf_counter_ns() - t0) / repeat)
+            for name, fn in live.items():
+                repeat = repeats[name]
+                t0 = time.perf_counter_ns()
+                for _ in range(repeat):
+                    fn()
+                per_op[name].append((time.perf_counter_ns() - t0) / repeat)
     finally:
         gc.enable()
-    return Result(per_op)
+    return {name: Result(per_op[name]) if name in live else None for name in fns}
+
+
+def speedup(fast: Result | None, slow: Result | None) -> float | None:
+    """Median over rounds of how many times faster `fast` ran than `slow` in the same round."""
+    if fast is None or slow is None:
+        return None
+    return statistics.median(s / f for f, s in zip(fast.round_ns, slow.round_ns, strict=True))
 
 
 def human_size(n: int) -> str:
@@ -205,11 +226,13 @@ def fmt_rate(result: Result | None, units: float, scale: float, digits: int = 2)
     return f"{med / scale:.{digits}f} [{lo / scale:.{digits}f}-{hi / scale:.{digits}f}]"
 
 
-def ratio(a: Result | None, b: Result | None) -> str:
-    """How many times faster a is than b."""
-    if a is None or b is None:
+def ratio(fast: Result | None, slow: Result | None) -> str:
+    """Per-round speed ratio fast/slow: median [min-max] over the interleaved rounds."""
+    if fast is None or slow is None:
         return "n/a"
-    return f"{b.median_ns / a.median_ns:.2f}x"
+    ratios = [s / f for f, s in zip(fast.round_ns, slow.round_ns, strict=True)]
+    med = statistics.median(ratios)
+    return f"{med:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def table(header: list[str], rows: list[list[str]]) -> None:
@@ -226,37 +249,48 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 def bench_masking(py: ModuleType, cy: ModuleType | None, rounds: int, min_s: float) -> dict:
     copy_rows, inplace_rows = [], []
     one_mib = {}
+    gb = 1e9
     for n in SIZES:
         src = bytearray(os.urandom(n))
-        gb = 1e9
-        copy = measure(lambda src=src: bytes(memoryview(src)), rounds, min_s)
-        unmask_cy = measure(lambda src=src: cy.apply_mask(src, KEY), rounds, min_s) if cy else None
-        unmask_py = measure(lambda src=src: py.apply_mask(src, KEY), rounds, min_s)
+        buf_cy, buf_py = bytearray(src), bytearray(src)
+        r = measure(
+            {
+                "copy": lambda src=src: bytes(memoryview(src)),
+                "cython": (lambda src=src: cy.apply_mask(src, KEY)) if cy else None,
+                "python": lambda src=src: py.apply_mask(src, KEY),
+            },
+            rounds,
+            min_s,
+        )
         copy_rows.append(
             [
                 human_size(n),
-                fmt_rate(copy, n, gb),
-                fmt_rate(unmask_cy, n, gb),
-                fmt_rate(unmask_py, n, gb),
-                "n/a" if unmask_cy is None else f"{copy.median_ns / unmask_cy.median_ns:.2f}",
-                ratio(unmask_cy, unmask_py),
+                fmt_rate(r["copy"], n, gb),
+                fmt_rate(r["cython"], n, gb),
+                fmt_rate(r["python"], n, gb),
+                ratio(r["cython"], r["copy"]),
+                ratio(r["cython"], r["python"]),
             ]
         )
         if n == MIB:
-            one_mib = {"copy": copy, "cython": unmask_cy}
-        buf_cy, buf_py = bytearray(src), bytearray(src)
-        inplace_cy = (
-            measure(lambda b=buf_cy: cy.apply_mask_inplace(b, KEY), rounds, min_s) if cy else None
+            one_mib = r
+        r = measure(
+            {
+                "copy": lambda src=src: bytes(memoryview(src)),
+                "cython": (lambda b=buf_cy: cy.apply_mask_inplace(b, KEY)) if cy else None,
+                "python": lambda b=buf_py: py.apply_mask_inplace(b, KEY),
+            },
+            rounds,
+            min_s,
         )
-        inplace_py = measure(lambda b=buf_py: py.apply_mask_inplace(b, KEY), rounds, min_s)
         inplace_rows.append(
             [
                 human_size(n),
-                fmt_rate(copy, n, gb),
-                fmt_rate(inplace_cy, n, gb),
-                fmt_rate(inplace_py, n, gb),
-                "n/a" if inplace_cy is None else f"{copy.median_ns / inplace_cy.median_ns:.2f}",
-                ratio(inplace_cy, inplace_py),
+                fmt_rate(r["copy"], n, gb),
+                fmt_rate(r["cython"], n, gb),
+                fmt_rate(r["python"], n, gb),
+                ratio(r["cython"], r["copy"]),
+                ratio(r["cython"], r["python"]),
             ]
         )
     head = ["size", "plain copy", "cython", "python", "cython speed / copy", "cython vs python"]
@@ -288,7 +322,7 @@ def bench_reader(py: ModuleType, cy: ModuleType | None, rounds: int, min_s: floa
         ("text, get_buffer()/buffer_updated()", False, "buffer"),
     ]:
         buf = frames_buffer(py, binary)
-        results = {}
+        runs: dict[str, Callable[[], object] | None] = {"cython": None, "python": None}
         for codec in (cy, py):
             if codec is None:
                 continue
@@ -313,9 +347,10 @@ def bench_reader(py: ModuleType, cy: ModuleType | None, rounds: int, min_s: floa
 
             out = run()
             assert len(out) == FRAMES_PER_BUFFER and reader.close_code is None, reader.close_reason
-            results[codec.IMPLEMENTATION] = measure(run, rounds, min_s)
-        cy_r, py_r = results.get("cython"), results["python"]
-        speedups[label] = None if cy_r is None else py_r.median_ns / cy_r.median_ns
+            runs[codec.IMPLEMENTATION] = run
+        results = measure(runs, rounds, min_s)
+        cy_r, py_r = results["cython"], results["python"]
+        speedups[label] = speedup(cy_r, py_r)
         rows.append(
             [
                 label,
@@ -343,7 +378,7 @@ def print_targets(one_mib: dict, speedups: dict) -> None:
     if unmask is None:
         print("- compiled codec not built: targets not checked")
         return
-    r = copy.median_ns / unmask.median_ns
+    r = speedup(unmask, copy)
     ok = "met" if r >= TARGET_UNMASK_VS_COPY_1MIB else "MISSED"
     target = TARGET_UNMASK_VS_COPY_1MIB
     print(f"- unmask-while-copying 1 MiB at >= {target}x plain copy speed: {r:.2f}x ({ok})")

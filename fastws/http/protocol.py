@@ -102,6 +102,14 @@ class HttpProtocol(asyncio.BufferedProtocol):
         # be complete by then (slowloris), or an idle keep-alive connection ends. The server
         # sweeps these twice a second (Server.on_tick), so no timer is armed per request.
         self.deadline = 0.0
+        # Bytes of an unfinished request head, or -1 between heads. httptools buffers a header
+        # field until it ends, so the per-field limits alone cannot stop one endless field.
+        self.head_bytes = -1
+        self.max_head_bytes = (
+            config.limit_request_line
+            + config.limit_request_fields * (config.limit_request_field_size + 4)
+            + 4
+        )
 
         # the request being parsed
         self.url = b""
@@ -149,6 +157,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
         data = self.scratch_view[:nbytes]
         try:
             self.parser.feed_data(data)
+            if self.head_bytes >= 0:  # still inside a request head after this read
+                self.head_bytes += nbytes
+                if self.head_bytes > self.max_head_bytes:
+                    self._refuse(431, "Request header fields too large.")
         except httptools.HttpParserUpgrade as exc:
             if self.upgrade_request:
                 self._upgrade(bytes(data[exc.args[0] :]))
@@ -207,6 +219,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def on_headers_complete(self) -> None:
         self.deadline = 0.0
+        self.head_bytes = -1
         http_version = self.parser.get_http_version()
         method = self.parser.get_method()
         self.scope["method"] = method.decode("ascii")
@@ -348,6 +361,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
             loop=self.loop,
         )
         self.transport.set_protocol(protocol)
+        # The parser holds this protocol for its callbacks: break the cycle now, so that the
+        # HTTP side of an upgraded connection is freed at once, not by a later GC pass.
+        self.parser = None  # type: ignore[assignment]
         protocol.start(rest)
 
     def on_response_complete(self) -> None:
@@ -362,6 +378,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self.deadline = self.loop.time() + self.config.timeout_keep_alive
 
     def _expect_head(self) -> None:
+        self.head_bytes = 0
         timeout = self.config.timeout_handshake
         self.deadline = self.loop.time() + timeout if timeout else 0.0
 

@@ -46,6 +46,39 @@ CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
 
 
 class WebSocketProtocol(asyncio.BufferedProtocol):
+    # Slots, not a __dict__: an idle connection's memory is mostly this object and its scope.
+    __slots__ = (
+        "config",
+        "app",
+        "loop",
+        "server_state",
+        "transport",
+        "flow",
+        "offer",
+        "agreement",
+        "deflate",
+        "reader",
+        "get_buffer",
+        "max_queue",
+        "queue",
+        "waiter",
+        "state",
+        "connect_sent",
+        "disconnect",
+        "close_sent",
+        "ping_handle",
+        "pong_handle",
+        "close_handle",
+        "task",
+        "stats",
+        "opened_at",
+        "msgs_in",
+        "msgs_out",
+        "bytes_in",
+        "bytes_out",
+        "scope",
+        "_response_head",
+    )
     deadline = 0.0  # never swept by the server's timeout sweep (see HttpProtocol.deadline)
 
     def __init__(
@@ -89,7 +122,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self.connect_sent = False
         self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
         self.close_sent = False
-        self.response_more_body = False
+        self._response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_handle: asyncio.TimerHandle | None = None
         self.close_handle: asyncio.TimerHandle | None = None
@@ -148,9 +181,6 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         reader = self.reader
@@ -400,8 +430,6 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 "Expected 'websocket.accept', 'websocket.close' or "
                 f"'websocket.http.response.start', got '{message_type}'."
             )
-
-    _response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
 
     def _response_body(self, message: dict[str, Any]) -> None:
         if message["type"] != "websocket.http.response.body":

@@ -63,3 +63,19 @@ sdist: $(STAMP)
 
 clean:
 	rm -rf build dist *.egg-info fastws/*.so fastws/*.c fastws/*.html .pytest_cache .hypothesis
+
+# Load benchmarks (bench/README.md, "Load benchmarks"): wsload is a C client built here;
+# the peers come from the `bench` extra, installed on first use; HTTP needs Debian's wrk.
+.PHONY: bench bench-quick bench-load-client
+BENCH_DEPS := import uvicorn, websockets, wsproto, granian, aiohttp, picows, matplotlib
+
+bench-load-client:               ## compile bench/load/wsload (gcc -O2)
+	$(MAKE) -C bench/load
+
+bench: build bench-load-client   ## every server, 5 interleaved rounds (~15 min) -> bench/results/
+	$(BIN)/python -c "$(BENCH_DEPS)" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
+	$(BIN)/python bench/run.py && $(BIN)/python bench/report.py
+
+bench-quick: build bench-load-client  ## 3 short rounds, 4 servers (~1.5 min) -> bench/results/
+	$(BIN)/python -c "$(BENCH_DEPS)" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
+	$(BIN)/python bench/run.py --quick && $(BIN)/python bench/report.py

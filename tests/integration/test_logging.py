@@ -6,11 +6,13 @@ output is read after a graceful stop."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import signal
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +121,7 @@ async def test_access_log_false_emits_nothing_even_if_the_logger_is_re_enabled(
     access.setLevel(logging.INFO)
     access.addHandler(access_handler.handler)
     await exercise(srv.port)
+    await asyncio.sleep(0.3)  # the close line would be written just after the TCP close
     assert access_handler.records == []
 
 
@@ -126,6 +129,10 @@ async def test_access_records_keep_uvicorns_argument_shape(running_server, acces
     srv = running_server(apps.hello, log_level="info")
     logging.getLogger("fastws.access").addHandler(access_handler.handler)
     await exercise(srv.port)
+    deadline = time.monotonic() + 5.0
+    while len(access_handler.records) < 3:  # the close line follows the TCP close
+        assert time.monotonic() < deadline, access_handler.records
+        await asyncio.sleep(0.01)
     shapes = [(len(r.args), r.args[1], r.args[4]) for r in access_handler.records]  # type: ignore[arg-type, index]
     assert shapes[:2] == [(5, "GET", 200), (5, "WebSocket", 101)]
     assert shapes[2][:2] == (6, "WebSocket") and shapes[2][2] == 1000

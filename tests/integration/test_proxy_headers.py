@@ -5,9 +5,11 @@ cases make 127.0.0.1 untrusted by trusting someone else."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,6 +155,15 @@ class AccessRecords:
     def messages(self) -> list[str]:
         return [record.getMessage() for record in list(self.records)]
 
+    async def wait_for(self, prefix: str, timeout_s: float = 5.0) -> list[str]:
+        """All messages so far, once one starts with ``prefix``: the server logs a request
+        after writing its response, so the client can get there first."""
+        deadline = time.monotonic() + timeout_s
+        while not any(line.startswith(prefix) for line in self.messages()):
+            assert time.monotonic() < deadline, f"no {prefix!r} in {self.messages()}"
+            await asyncio.sleep(0.01)
+        return self.messages()
+
 
 @pytest.fixture
 def access_records() -> Iterator[AccessRecords]:
@@ -168,13 +179,11 @@ async def test_access_log_shows_the_forwarded_client(running_server, access_reco
     srv = running_server(make_app(record), log_level="info")
     access_records.attach()
     await http_scope(srv, record, FORWARDED)
-    lines = access_records.messages()
-    assert any(line.startswith('203.0.113.7:0 - "GET / HTTP/1.1" 200') for line in lines), lines
+    await access_records.wait_for('203.0.113.7:0 - "GET / HTTP/1.1" 200')
     if IS_UVICORN:
         return  # uvicorn logs WebSocket sessions on its error logger, in another shape
     await ws_scope(srv, record, FORWARDED)
-    lines = access_records.messages()
-    assert any(line.startswith('203.0.113.7:0 - "WebSocket /ws') for line in lines), lines
+    lines = await access_records.wait_for('203.0.113.7:0 - "WebSocket /ws HTTP/1.1" 101')
     assert not any(line.startswith(HOST) for line in lines), lines
 
 

@@ -210,6 +210,12 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     type=float,
 )
 @_option(
+    "--ws-deflate-min-size",
+    "With permessage-deflate, send messages shorter than this many bytes uncompressed "
+    "(0: compress every message).",
+    type=int,
+)
+@_option(
     "--lifespan",
     "ASGI lifespan events: auto runs them if the app supports them.",
     type=_choice(LifespanType),

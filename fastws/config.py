@@ -302,6 +302,7 @@ _CHECKS: dict[str, _Check] = {
     "ws_ping_interval": _seconds_check(optional=True),
     "ws_ping_timeout": _seconds_check(optional=True),
     "ws_close_timeout": _seconds_check(),
+    "ws_deflate_min_size": _int_check(0),
     "lifespan": _choice_check(LifespanType),
     "env_file": _check_existing_file,
     "log_config": _check_log_config,
@@ -431,6 +432,8 @@ class Config:
         ws_ping_timeout: seconds to wait for a pong before closing; None or 0 waits forever.
         ws_per_message_deflate: negotiate permessage-deflate (RFC 7692) when offered.
         ws_close_timeout: seconds to wait for the peer's close frame after sending ours.
+        ws_deflate_min_size: with permessage-deflate, messages shorter than this many bytes
+            are sent uncompressed (compressing them costs more than it saves); 0: compress all.
         lifespan: run the ASGI lifespan protocol: auto (if the app supports it), on, off.
         env_file: dotenv file loaded into ``os.environ`` (existing variables win).
         log_config: ``dictConfig`` dict, path of a .json/.yaml/.ini file, or None to
@@ -508,6 +511,7 @@ class Config:
         ws_ping_timeout: float | None = 20.0,
         ws_per_message_deflate: bool = True,
         ws_close_timeout: float = 10.0,
+        ws_deflate_min_size: int = 128,
         lifespan: LifespanType = "auto",
         env_file: str | os.PathLike[str] | None = None,
         log_config: dict[str, Any] | str | os.PathLike[str] | None = LOGGING_CONFIG,
@@ -581,6 +585,7 @@ class Config:
         self.ws_ping_timeout: float | None = ws_ping_timeout or None
         self.ws_per_message_deflate = ws_per_message_deflate
         self.ws_close_timeout = ws_close_timeout
+        self.ws_deflate_min_size = ws_deflate_min_size
         self.lifespan: LifespanType = lifespan
         self.env_file = env_file
         self.log_config = log_config

@@ -21,9 +21,6 @@ from dataclasses import dataclass
 # (RFC 7692 lets a server use a smaller window than the client allows, §7.1.2.1).
 DEFAULT_WINDOW_BITS = 12
 MEM_LEVEL = 5
-# Messages shorter than this go out uncompressed (RSV1 clear): deflate's framing overhead
-# makes them bigger, not smaller, and compressing costs more than sending.
-MIN_COMPRESS_BYTES = 128
 # Decompressed output is produced at most this many bytes at a time, so ws_max_size is
 # enforced while inflating: a small bomb never makes us allocate more than the limit.
 INFLATE_CHUNK = 65536

@@ -41,6 +41,8 @@ _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
 
+_FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
+
 # Connection states.
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
 
@@ -78,6 +80,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         "bytes_out",
         "scope",
         "_response_head",
+        "pending_fail",
+        "fail_handle",
     )
     deadline = 0.0  # never swept by the server's timeout sweep (see HttpProtocol.deadline)
 
@@ -123,6 +127,10 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
         self.close_sent = False
         self._response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
+        # A protocol error found after messages the app has not read yet: (code, reason), sent
+        # once the app has read them (and had the chance to answer), or after _FAIL_GRACE_S.
+        self.pending_fail: tuple[int, str] | None = None
+        self.fail_handle: asyncio.TimerHandle | None = None
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_handle: asyncio.TimerHandle | None = None
         self.close_handle: asyncio.TimerHandle | None = None
@@ -235,8 +243,15 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 if not self._inflate(opcode & 0x0F, payload, closing):
                     break
         reader = self.reader
-        if reader.close_code is not None:
-            self._fail(reader.close_code, reader.close_reason)
+        if reader.close_code is not None and self.pending_fail is None:
+            if queue and self.state == OPEN and not self.close_sent:
+                # Messages that arrived before the bad frame are still delivered, and the
+                # app's answers to them go out before our close frame (Autobahn 3.x, 4.x, 5.15
+                # "strict"): fail once the app has read them, or after a short grace period.
+                self.pending_fail = (reader.close_code, reader.close_reason)
+                self.fail_handle = self.loop.call_later(_FAIL_GRACE_S, self._fail_pending)
+            else:
+                self._fail(reader.close_code, reader.close_reason)
         if len(queue) >= self.max_queue:
             self.flow.pause_reading()
         self._wake()
@@ -264,8 +279,18 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self.queue.append({"type": "websocket.receive", "bytes": data})
         return True
 
+    def _fail_pending(self) -> None:
+        self.fail_handle = None
+        if self.pending_fail is not None:
+            self._fail(*self.pending_fail)
+            self._wake()
+
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): close frame with ``code``, drop TCP."""
+        self.pending_fail = None
+        if self.fail_handle is not None:
+            self.fail_handle.cancel()
+            self.fail_handle = None
         if self.disconnect is not None:
             return
         logger.debug("WebSocket protocol error %d: %s", code, reason)
@@ -341,6 +366,9 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             return {"type": "websocket.connect"}
         queue = self.queue
         while not queue:
+            if self.pending_fail is not None:  # the app has read what came before the error
+                self._fail(*self.pending_fail)
+                continue
             if self.disconnect is not None:  # already delivered once; say it again
                 return self.disconnect
             waiter = self.waiter = self.loop.create_future()
@@ -369,7 +397,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                     if data is None:
                         raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
                     opcode = _TEXT
-                if self.deflate is not None and len(data) >= deflate.MIN_COMPRESS_BYTES:
+                if self.deflate is not None and len(data) >= self.config.ws_deflate_min_size:
                     if opcode == _TEXT:
                         data = data.encode("utf-8")
                     frame = encode_frame(opcode, self.deflate.compress(data), rsv1=True)
@@ -513,6 +541,9 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def _cancel_timers(self) -> None:
         self._cancel_ping()
+        if self.fail_handle is not None:
+            self.fail_handle.cancel()
+            self.fail_handle = None
         if self.close_handle is not None:
             self.close_handle.cancel()
             self.close_handle = None

@@ -121,6 +121,11 @@ def encode_frame(
     or a mask that is not 4 bytes.
     """
 
+def encode_frame_header(opcode: int, length: int, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """The header alone of an unmasked (server) frame whose payload is ``length`` bytes, so a
+    large payload can be written after it without being copied (``transport.writelines``).
+    Raises ValueError as encode_frame does, and for a negative length."""
+
 def encode_close(code: int, reason: str = "", *, mask: Buffer | None = None) -> bytes:
     """A close frame (RFC 6455 §5.5.1). code 1005 gives an empty payload; the reason is cut to fit
     125 bytes on a UTF-8 character boundary."""

@@ -226,6 +226,20 @@ def encode_frame(Py_ssize_t opcode, payload, *, bint fin=True, bint rsv1=False, 
     return out
 
 
+def encode_frame_header(Py_ssize_t opcode, Py_ssize_t length, *, bint fin=True, bint rsv1=False):
+    cdef uint8_t head[10]
+    cdef Py_ssize_t hlen
+    if opcode < 0 or opcode > 15:
+        raise ValueError("opcode must be in 0-15")
+    if length < 0:
+        raise ValueError("length must not be negative")
+    if opcode >= 8 and (length > 125 or not fin):
+        raise ValueError("control frames must be unfragmented and at most 125 bytes")
+    hlen = _write_header(head, (0x80 if fin else 0) | (0x40 if rsv1 else 0) | <uint8_t>opcode,
+                         length, False)
+    return PyBytes_FromStringAndSize(<char*>head, hlen)
+
+
 def encode_close(int code, str reason="", *, mask=None):
     cdef bytes raw
     if code == 1005:

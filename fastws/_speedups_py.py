@@ -116,6 +116,21 @@ def encode_frame(
     return head + key + _xor(data, key)
 
 
+def encode_frame_header(opcode: int, length: int, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    if not 0 <= opcode <= 15:
+        raise ValueError("opcode must be in 0-15")
+    if length < 0:
+        raise ValueError("length must not be negative")
+    if opcode >= 8 and (length > 125 or not fin):
+        raise ValueError("control frames must be unfragmented and at most 125 bytes")
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    if length < 126:
+        return bytes((b0, length))
+    if length <= 0xFFFF:
+        return bytes((b0, 126)) + length.to_bytes(2, "big")
+    return bytes((b0, 127)) + length.to_bytes(8, "big")
+
+
 def encode_close(code: int, reason: str = "", *, mask: Buffer | None = None) -> bytes:
     if code == 1005:
         return encode_frame(OP_CLOSE, b"", mask=mask)

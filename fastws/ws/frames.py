@@ -31,6 +31,7 @@ FrameReader = codec.FrameReader
 apply_mask = codec.apply_mask
 apply_mask_inplace = codec.apply_mask_inplace
 encode_frame = codec.encode_frame
+encode_frame_header = codec.encode_frame_header
 encode_close = codec.encode_close
 FLAG_COMPRESSED: int = codec.FLAG_COMPRESSED
 

@@ -296,16 +296,15 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         if self.disconnect is not None:
             return
         logger.debug("WebSocket protocol error %d: %s", code, reason)
-        if not self.close_sent:
-            self.close_sent = True
-            self.transport.write(encode_close(code, reason))
-        self.state = CLOSED
-        self.transport.close()
-        self._disconnected(code, reason)
+        self._close_now(code, reason)
 
     def _on_close_frame(self, code: int, reason: str) -> None:
+        # Echo the peer's close (RFC 6455 §5.5.1), then drop the TCP connection (§7.1.1).
+        self._close_now(code, reason)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Send our close frame unless it went out already, drop TCP, tell the app."""
         if not self.close_sent:
-            # Echo the peer's close (RFC 6455 §5.5.1), then drop the TCP connection (§7.1.1).
             self.close_sent = True
             self.transport.write(encode_close(code, reason))
         self.state = CLOSED

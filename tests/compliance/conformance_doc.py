@@ -147,6 +147,12 @@ make conformance-doc   # rewrite this page from the last `make compliance` repor
 
 Case-by-case reports (kosoku's `index.html`, a JSON and an HTML file per case, the server log)
 are left in `build/autobahn/<codec>/`; `tests/compliance/README.md` explains the options.
+
+The server runs with its defaults except two flags, both for limits of the test harness, not
+of fastws (details in `tests/compliance/README.md`): `--ws-ping-interval 0` (an Autobahn case
+fails on any unsolicited frame, and a keepalive ping is one) and `--ws-deflate-min-size 0`
+(kosoku 0.1.0 crashes on the uncompressed short echoes RFC 7692 allows, which fastws sends
+below 128 bytes by default).
 """
 
 

@@ -31,12 +31,13 @@ debug: $(STAMP)
 run: build                       ## serve the chat demo on http://$(HOST):$(PORT)/
 	$(BIN)/python -m fastws examples.chat:app --host $(HOST) --port $(PORT)
 
-test: build                      ## whole suite with the compiled codec, then the pure-Python twin
+test: build                      ## whole suite (compiled codec), server suites on the pure twin, Autobahn
 	FASTWS_REQUIRE_EXTENSIONS=1 $(PYTEST) tests
 	$(MAKE) test-pure
+	$(MAKE) compliance
 
-test-pure: $(STAMP)              ## server suites again on the pure-Python codec
-	FASTWS_NO_EXTENSIONS=1 $(PYTEST) tests -m "not browser"
+test-pure: build                 ## server suites again on the pure-Python codec (unit tests run both)
+	FASTWS_NO_EXTENSIONS=1 $(PYTEST) tests/integration -m "not browser"
 
 test-installed: wheel            ## suite run from outside the tree against the installed wheel
 	rm -rf /tmp/fastws-installed && $(PY) -m venv /tmp/fastws-installed

@@ -372,11 +372,9 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 continue
             if self.disconnect is not None:  # already delivered once; say it again
                 return self.disconnect
+            # Whoever completes the waiter also clears self.waiter (see _wake()).
             waiter = self.waiter = self.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self.waiter = None
+            await waiter
         message = queue.popleft()
         if self.flow.read_paused and len(queue) <= self.max_queue // 2:
             self.flow.resume_reading()

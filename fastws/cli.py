@@ -149,27 +149,31 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 @_option("--port", "Port to bind to; 0 lets the OS pick a free one.", type=int)
 @_option("--uds", "Bind to this UNIX domain socket path instead of --host/--port.")
 @_option("--fd", "Serve on the already-open socket with this file descriptor.", type=int)
-@_option("--reload", "Accepted; auto-reload is not implemented yet (logs a warning).", is_flag=True)
+@_option(
+    "--reload",
+    "Restart the server when files change (development; needs watchfiles).",
+    is_flag=True,
+)
 @_option(
     "--reload-dir",
-    "Accepted for uvicorn compatibility; directories --reload would watch.",
+    "Directory --reload watches (repeatable; default: the current directory).",
     dest="reload_dirs",
     multiple=True,
     type=click.Path(exists=True, file_okay=False),
 )
 @_option(
     "--reload-include",
-    f"{_IGNORED} (glob of files --reload would watch).",
+    "Glob of files --reload watches (repeatable; default *.py).",
     dest="reload_includes",
     multiple=True,
 )
 @_option(
     "--reload-exclude",
-    f"{_IGNORED} (glob of files --reload would skip).",
+    "Glob of files --reload ignores (repeatable).",
     dest="reload_excludes",
     multiple=True,
 )
-@_option("--reload-delay", f"{_IGNORED} (seconds between reload checks).", type=float)
+@_option("--reload-delay", "Seconds to wait after a change before restarting.", type=float)
 @_option(
     "--workers",
     "Worker processes to run. Defaults to $WEB_CONCURRENCY when set, otherwise 1.",

@@ -442,11 +442,11 @@ class Config:
         access_log: False silences ``fastws.access``.
         use_colors: force coloured log output on or off; None decides per stream.
         interface: ASGI version of the app; auto detects it.
-        reload: accepted; reloading is not implemented yet, so True only logs a warning.
-        reload_dirs: accepted for compatibility with ``--reload-dir``.
-        reload_includes: accepted for compatibility; ignored.
-        reload_excludes: accepted for compatibility; ignored.
-        reload_delay: accepted for compatibility; ignored.
+        reload: restart the server when watched files change (development; needs watchfiles).
+        reload_dirs: directories --reload watches (default: the current directory).
+        reload_includes: glob patterns of files --reload watches (default ``*.py``).
+        reload_excludes: glob patterns of files --reload ignores.
+        reload_delay: seconds to wait after a change before restarting.
         workers: worker processes; None reads ``$WEB_CONCURRENCY``, else 1.
         proxy_headers: apply X-Forwarded-For/-Proto from ``forwarded_allow_ips`` peers.
         server_header: send ``server: fastws`` unless ``headers`` has its own.
@@ -665,8 +665,6 @@ class Config:
         return workers
 
     def _log_ignored_options(self) -> None:
-        if self.reload:
-            logger.warning("--reload is not implemented in fastws yet; serving without reloading.")
         if self.ws != "auto":
             logger.info(
                 "fastws uses its own WebSocket implementation; --ws %s is ignored.", self.ws

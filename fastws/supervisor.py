@@ -53,7 +53,6 @@ __all__ = [
     "Supervisor",
     "run_worker",
     "spawn_worker",
-    "stop_accepting",
 ]
 
 logger = logging.getLogger("fastws.error")
@@ -64,9 +63,6 @@ HEARTBEAT_INTERVAL_S = 0.5
 """How often a serving worker writes its heartbeat (well under the 5 s health-check default)."""
 WORKER_START_TIMEOUT_S = 60.0
 """A new worker must be serving within this long (app import plus lifespan startup)."""
-ACCEPT_GRACE_S = 0.05
-"""Between a stopping worker's last accept and its closing of idle connections (see
-``stop_accepting``)."""
 STOP_MARGIN_S = 5.0
 """Beyond --timeout-graceful-shutdown, time a stopping worker gets (lifespan shutdown, exit)
 before the supervisor kills it."""
@@ -110,10 +106,6 @@ class _WorkerServer(Server):
         # rather than after the drain, which may take --timeout-graceful-shutdown.
         self.status[_STATE] = _STOPPING
 
-    async def shutdown(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        await stop_accepting(self)
-        await super().shutdown(sockets=sockets)
-
     async def _heartbeat(self) -> None:
         orphaned = False
         while True:
@@ -128,21 +120,6 @@ class _WorkerServer(Server):
                 )
                 self.should_exit = True
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-
-
-async def stop_accepting(server: Server) -> None:
-    """Stop accepting, then give just-accepted connections ``ACCEPT_GRACE_S`` to be read.
-
-    ``Server.shutdown()`` closes every connection without a request in flight at once. A
-    connection accepted in the same loop iteration has its request bytes still unread in
-    the kernel, so closing it resets it (RST) and the client gets no answer: measured as
-    about one reset per few hundred requests during a SIGHUP rolling restart. A worker
-    is retired while the others keep serving, so this matters more here than for a
-    single server; until ``Server.shutdown()`` itself waits like this, workers do it first.
-    """
-    for listener in server.servers:
-        listener.close()
-    await asyncio.sleep(ACCEPT_GRACE_S)
 
 
 def run_worker(

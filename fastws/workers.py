@@ -42,7 +42,6 @@ from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
 from fastws.config import Config
 from fastws.logging import ACCESS_LOGGER_NAME, ERROR_LOGGER_NAME
 from fastws.server import Server
-from fastws.supervisor import stop_accepting
 
 __all__ = ["FastWSWorker"]
 
@@ -66,10 +65,6 @@ class _GunicornServer(Server):
         # kills a worker whose heartbeat is older than --timeout.
         loop.create_task(self._heartbeat())
         await super().startup(sockets=sockets)
-
-    async def shutdown(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        await stop_accepting(self)  # see there: no reset for a just-accepted connection
-        await super().shutdown(sockets=sockets)
 
     async def _heartbeat(self) -> None:
         timeout_s = self.worker.timeout

@@ -76,6 +76,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         "task",
         "stats",
         "opened_at",
+        "close_code",
         "msgs_in",
         "msgs_out",
         "bytes_in",
@@ -140,7 +141,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         # Session figures for the access log's close line; counted only when it is on, so the
         # per-message cost is one flag test otherwise.
         self.stats = config.access_log and access_logger.isEnabledFor(logging.INFO)
-        self.opened_at = loop.time()
+        self.opened_at = 0.0  # loop time of the accept; 0.0: never accepted
+        self.close_code: int | None = None  # the code of the first close frame we sent
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
         self.scope: dict[str, Any] = {
             "type": "websocket",
@@ -174,13 +176,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         self._cancel_timers()
-        was_open = self.state not in (CONNECTING, RESPONDING)
         self.state = CLOSED
         if self.disconnect is None:
             self._disconnected(CloseCode.ABNORMAL, "")
         self.flow.resume_writing()
         self._wake()
-        if self.stats and was_open:
+        if self.stats and self.opened_at:
             self._log_close()
 
     def eof_received(self) -> bool | None:
@@ -296,6 +297,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         if self.disconnect is not None:
             return
         logger.debug("WebSocket protocol error %d: %s", code, reason)
+        if not self.close_sent:
+            self.close_code = code
         self._close_now(code, reason)
 
     def _on_close_frame(self, code: int, reason: str) -> None:
@@ -450,6 +453,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 )
             )
             self.state = OPEN
+            self.opened_at = self.loop.time()
             self._log_access(101)
             self._schedule_ping()
         elif message_type == "websocket.close":
@@ -502,6 +506,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         if self.close_sent or self.transport.is_closing():
             return
         self.close_sent = True
+        self.close_code = code
         self.state = CLOSING
         self._cancel_ping()
         self.transport.write(encode_close(code, reason))
@@ -558,7 +563,13 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def _log_close(self) -> None:
         client = self.scope["client"]
-        code = self.disconnect["code"] if self.disconnect else CloseCode.ABNORMAL
+        # Who closed first decides which code describes the session: ours when we initiated
+        # (the app's close, a protocol error, shutdown), else what the client sent or 1006.
+        initiated = self.close_code is not None
+        if self.close_code is not None:
+            code = self.close_code
+        else:
+            code = self.disconnect["code"] if self.disconnect else CloseCode.ABNORMAL
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d %s',
             f"{client[0]}:{client[1]}" if client else "-",
@@ -566,7 +577,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self.scope["path"],
             self.scope["http_version"],
             code,
-            f"closed after {self.loop.time() - self.opened_at:.3f} s; "
+            f"closed by {'server' if initiated else 'client'} "
+            f"after {self.loop.time() - self.opened_at:.3f} s; "
             f"in {self.msgs_in} msgs / {_size(self.bytes_in)}, "
             f"out {self.msgs_out} msgs / {_size(self.bytes_out)}",
         )

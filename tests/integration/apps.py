@@ -281,3 +281,15 @@ def fastapi_app() -> Any:
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
 
     return app
+
+
+async def close_1013(scope: Scope, receive: Receive, send: Send) -> None:
+    """WebSocket: accept, then close at once with 1013 (try again later)."""
+    if scope["type"] == "lifespan":
+        await run_lifespan(scope, receive, send)
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1013, "reason": "busy"})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass

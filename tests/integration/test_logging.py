@@ -29,9 +29,11 @@ pytestmark = [
 
 APP = "tests.integration.apps:hello"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# The WebSocket close line: client - "WebSocket /path HTTP/1.1" <code> closed after ...
+# The WebSocket close line:
+# client - "WebSocket /path HTTP/1.1" <code> closed by client|server after ...
 CLOSE_LINE = re.compile(
-    r'"WebSocket (?P<path>\S+) HTTP/1\.1" (?P<code>\d+) closed after (?P<secs>[0-9.]+) s; '
+    r'"WebSocket (?P<path>\S+) HTTP/1\.1" (?P<code>\d+) closed by (?P<by>client|server) '
+    r"after (?P<secs>[0-9.]+) s; "
     r"in (?P<msgs_in>\d+) msgs / (?P<bytes_in>[0-9.]+ \w+), "
     r"out (?P<msgs_out>\d+) msgs / (?P<bytes_out>[0-9.]+ \w+)"
 )
@@ -76,12 +78,28 @@ async def test_access_log_lines_for_http_and_websocket(server_process):
     close = CLOSE_LINE.search(output)
     assert close is not None, output
     assert close["path"] == "/chat"
-    assert close["code"] == "1000"
+    assert (close["code"], close["by"]) == ("1000", "client")
     assert 0.0 <= float(close["secs"]) < 10.0
     assert (close["msgs_in"], close["msgs_out"]) == ("2", "2")
     # Wire bytes: two masked 5-byte text frames and the close frame in; two 7-byte frames out.
     assert close["bytes_in"] == "30 B", close.group(0)
     assert close["bytes_out"] == "14 B", close.group(0)
+
+
+async def test_close_line_gives_the_servers_code_when_the_server_closes(server_process):
+    # The app closes with 1013 and the client answers with a bare close (no status): the line
+    # reports the code the server sent, not the client's reply.
+    sp = server_process("tests.integration.apps:close_1013")
+    conn = await ws_connect_raw(sp.port, "/x")
+    try:
+        assert (await conn.read_close()).close_code == 1013
+        await conn.send(close_frame(None))
+        await conn.read_to_eof(5.0)
+    finally:
+        await conn.close()
+    close = CLOSE_LINE.search(stop(sp))
+    assert close is not None
+    assert (close["code"], close["by"]) == ("1013", "server")
 
 
 async def test_no_access_log_produces_no_access_records(server_process):
@@ -285,7 +303,7 @@ async def test_log_config_file(server_process, tmp_path, writer):
         )
         for line in lines
     ), lines
-    assert any(line.startswith("ACCESS|") and "1000 closed after" in line for line in lines)
+    assert any(line.startswith("ACCESS|") and "1000 closed by client after" in line for line in lines)
     # The file config replaced the built-in one: nothing went to the default stream handlers.
     assert "Started server process" not in output
     assert '"GET' not in output

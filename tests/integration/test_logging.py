@@ -303,7 +303,9 @@ async def test_log_config_file(server_process, tmp_path, writer):
         )
         for line in lines
     ), lines
-    assert any(line.startswith("ACCESS|") and "1000 closed by client after" in line for line in lines)
+    assert any(
+        line.startswith("ACCESS|") and "1000 closed by client after" in line for line in lines
+    )
     # The file config replaced the built-in one: nothing went to the default stream handlers.
     assert "Started server process" not in output
     assert '"GET' not in output

@@ -42,7 +42,7 @@ _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
 
-_WRITEV_MIN = 65536  # payloads from this size go out without being copied into a frame
+_WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 18-22 -> 15 us)
 _FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
 
 # Connection states.

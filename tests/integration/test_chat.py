@@ -12,15 +12,9 @@ import contextlib
 import http.client
 import importlib.util
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -28,112 +22,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT_S = 30.0  # a cold interpreter on a loaded 2-core CI box
+from integration.chat_server import HOST, REPO_ROOT, ChatServer, running_chat_server
+
 RECV_TIMEOUT_S = 10.0
 
 pytestmark = pytest.mark.timeout(120)
 
 
-# --- server process (kept here, not in conftest, so this file stands alone) ----------------------
-
-
-def server_command(port: int) -> list[str]:
-    """The command a user would type; FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's CLI."""
-    server = os.environ.get("FASTWS_TEST_SERVER", "fastws")
-    if server not in ("fastws", "uvicorn"):
-        raise ValueError(f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {server!r}")
-    return [sys.executable, "-m", server, "examples.chat:app", "--port", str(port)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class ChatServer:
-    """The chat app in a server subprocess, in its own process group; restartable on one port."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def start(self) -> None:
-        """Start the server and return once its port accepts connections."""
-        assert self.proc is None, "already running"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
-        # A file, not a pipe: nobody drains a pipe while the test runs, and a full pipe would
-        # block the server's logging and with it the server.
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                server_command(self.port),
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() reaches any workers too
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                raise RuntimeError(f"server exited with {code} during startup:\n{self.log()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=1.0):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise TimeoutError(
-                        f"server not listening on {self.port} after {STARTUP_TIMEOUT_S}s:\n"
-                        f"{self.log()}"
-                    ) from None
-            # Poll interval that also notices an early exit at once.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=0.05)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
-        """Signal the process group, wait for the exit (SIGKILL after `timeout_s`)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            return proc.wait(timeout=timeout_s)
-
-
-@contextlib.contextmanager
-def running_chat_server(log_path: Path) -> Iterator[ChatServer]:
-    server = ChatServer(free_port(), log_path)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+# --- server process ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

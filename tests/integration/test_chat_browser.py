@@ -12,19 +12,14 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT_S = 30.0
+from integration.chat_server import HOST, ChatServer, free_port
+
 UI_TIMEOUT_S = 20.0
 # The page's reconnect delay is capped at 10 s; add a cold server start and a loaded machine.
 RECONNECT_TIMEOUT_S = 45.0
@@ -33,78 +28,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 # --- server process (same shape as in test_chat.py; this file stands alone) ----------------------
-
-
-def server_command(port: int) -> list[str]:
-    server = os.environ.get("FASTWS_TEST_SERVER", "fastws")
-    if server not in ("fastws", "uvicorn"):
-        raise ValueError(f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {server!r}")
-    return [sys.executable, "-m", server, "examples.chat:app", "--port", str(port)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class ChatServer:
-    """The chat app in a server subprocess, in its own process group; restartable on one port."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def start(self) -> None:
-        assert self.proc is None, "already running"
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                server_command(self.port),
-                cwd=REPO_ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                raise RuntimeError(f"server exited with {code} during startup:\n{self.log()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=1.0):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise TimeoutError(
-                        f"server not listening on {self.port} after {STARTUP_TIMEOUT_S}s:\n"
-                        f"{self.log()}"
-                    ) from None
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=0.05)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            return proc.wait(timeout=timeout_s)
 
 
 @pytest.fixture

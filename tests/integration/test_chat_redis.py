@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,9 +36,16 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT_S = 30.0  # a cold interpreter (four of them, with --workers) on 2 loaded cores
+from integration.chat_server import (
+    HOST,
+    REPO_ROOT,
+    STARTUP_TIMEOUT_S,
+    ChatServer,
+    free_port,
+    read_log,
+    stop_process_group,
+)
+
 RECV_TIMEOUT_S = 10.0
 # Redis back -> chat flowing again: the hub's reconnect delay is capped at 5 s (plus jitter),
 # then it resubscribes and resyncs. Generous for a loaded CI machine.
@@ -70,31 +76,6 @@ def require_redis(server: bool = True) -> str:
             pytest.skip(f"{problem}; skipped because {SKIP_ENV}=1")
         pytest.fail(f"{problem}. Set {SKIP_ENV}=1 to skip these tests instead.", pytrace=False)
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def read_log(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> int:
-    """Signal the process group, wait for the exit (SIGKILL after `timeout_s`)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        return proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return proc.wait(timeout=timeout_s)
 
 
 # --- redis-server ---------------------------------------------------------------------------------
@@ -165,75 +146,6 @@ class RedisServer:
 # --- the chat servers -----------------------------------------------------------------------------
 
 
-def server_command(port: int, workers: int) -> list[str]:
-    server = os.environ.get("FASTWS_TEST_SERVER", "fastws")
-    if server not in ("fastws", "uvicorn"):
-        raise ValueError(f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {server!r}")
-    command = [sys.executable, "-m", server, "examples.chat:app", "--port", str(port)]
-    if workers > 1:
-        command += ["--workers", str(workers)]
-    return command
-
-
-class ChatServer:
-    """One chat server (with its workers) in a subprocess of its own process group."""
-
-    def __init__(self, port: int, log_path: Path, broker: str, workers: int = 1) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.broker = broker
-        self.workers = workers
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-    def log(self) -> str:
-        return read_log(self.log_path)
-
-    def start(self) -> None:
-        """Start the server; return once every worker has connected to Redis and it listens."""
-        assert self.proc is None, "already running"
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO_ROOT),
-            "CHAT_BROKER": self.broker,
-        }
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                server_command(self.port, self.workers),
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                code, self.proc = self.proc.returncode, None
-                raise RuntimeError(f"server exited with {code} during startup:\n{self.log()}")
-            # The hub logs "connected to" once per worker; wait for all, then for the port.
-            if self.log().count("chat broker: connected to") >= self.workers:
-                with contextlib.suppress(OSError):
-                    with socket.create_connection((HOST, self.port), timeout=1.0):
-                        return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"server on {self.port} not ready:\n{self.log()}")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=0.05)
-
-    def stop(self) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        return stop_process_group(proc, signal.SIGTERM, 15.0)
-
-
 class Cluster:
     """One Redis and the chat servers using it; `ports` are where clients may connect."""
 
@@ -273,9 +185,13 @@ def cluster(
     try:
         redis.start()
         if topology == "processes":
-            servers = [ChatServer(free_port(), tmp / f"server{i}.log", redis.url) for i in (1, 2)]
+            servers = [
+                ChatServer(free_port(), tmp / f"server{i}.log", broker=redis.url) for i in (1, 2)
+            ]
         else:
-            servers = [ChatServer(free_port(), tmp / "server.log", redis.url, workers=WORKERS)]
+            servers = [
+                ChatServer(free_port(), tmp / "server.log", broker=redis.url, workers=WORKERS)
+            ]
         for server in servers:
             server.start()
         yield Cluster(topology, redis, servers)

@@ -1,0 +1,145 @@
+"""The chat demo (examples/chat.py) as a real server process, shared by the chat test modules.
+
+``python -m fastws examples.chat:app --port N`` (FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's
+CLI), in its own process group, output to a file, restartable on the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 30.0  # a cold interpreter on a loaded 2-core CI box
+
+
+def server_command(port: int, workers: int = 1) -> list[str]:
+    """The command a user would type; FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's CLI."""
+    server = os.environ.get("FASTWS_TEST_SERVER", "fastws")
+    if server not in ("fastws", "uvicorn"):
+        raise ValueError(f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {server!r}")
+    command = [sys.executable, "-m", server, "examples.chat:app", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    return command
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> int:
+    """Signal the process group, wait for the exit (SIGKILL after `timeout_s`)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout=timeout_s)
+
+
+class ChatServer:
+    """The chat app in a server subprocess, in its own process group; restartable on one port.
+
+    Args:
+        broker: CHAT_BROKER for the app (a redis:// URL); None leaves the environment as is.
+        workers: --workers; with a broker, start() also waits until every worker has logged
+            its connection to Redis.
+    """
+
+    def __init__(
+        self, port: int, log_path: Path, *, broker: str | None = None, workers: int = 1
+    ) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.broker = broker
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}"
+
+    def log(self) -> str:
+        return read_log(self.log_path)
+
+    def _ready(self) -> bool:
+        if self.broker and self.log().count("chat broker: connected to") < self.workers:
+            return False
+        try:
+            with socket.create_connection((HOST, self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start the server and return once it serves (bounded by STARTUP_TIMEOUT_S)."""
+        assert self.proc is None, "already running"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
+        if self.broker is not None:
+            env["CHAT_BROKER"] = self.broker
+        # A file, not a pipe: nobody drains a pipe while the test runs, and a full pipe would
+        # block the server's logging and with it the server.
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                server_command(self.port, self.workers),
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() reaches any workers too
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._ready():
+            if self.proc.poll() is not None:
+                code, self.proc = self.proc.returncode, None
+                raise RuntimeError(f"server exited with {code} during startup:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(
+                    f"server on {self.port} not ready after {STARTUP_TIMEOUT_S}s:\n{self.log()}"
+                )
+            # Poll interval that also notices an early exit at once.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
+        """Signal the process group, wait for the exit (SIGKILL after `timeout_s`)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        return stop_process_group(proc, sig, timeout_s)
+
+
+@contextlib.contextmanager
+def running_chat_server(log_path: Path, **kwargs: object) -> Iterator[ChatServer]:
+    server = ChatServer(free_port(), log_path, **kwargs)  # type: ignore[arg-type]
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

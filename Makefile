@@ -99,3 +99,13 @@ bench: build bench-load-client   ## every server, 5 interleaved rounds (~15 min)
 bench-quick: build bench-load-client  ## 3 short rounds, 4 servers (~1.5 min) -> bench/results/
 	$(BIN)/python -c "$(BENCH_DEPS)" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
 	$(BIN)/python bench/run.py --quick && $(BIN)/python bench/report.py
+
+# Robustness (docs/robustness.md): coverage-guided fuzzing under atheris, ten minutes by default
+# (FUZZ_SECONDS=...), corpus kept in build/fuzz/corpus; and a 3-minute soak of a live server.
+.PHONY: fuzz soak
+fuzz: build                      ## fuzz the frame reader, HTTP/upgrade path, handshake (~10 min)
+	FASTWS_REQUIRE_EXTENSIONS=1 FASTWS_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),600) \
+	FASTWS_FUZZ_CORPUS=build/fuzz/corpus $(PYTEST) tests/fuzz/test_fuzz_session.py::test_fuzz_session -p no:cacheprovider
+
+soak: build                      ## 3 min: mixed sizes, churn, drops; nothing lost, RSS drift
+	$(BIN)/python bench/soak.py

@@ -121,6 +121,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.running: RequestResponseCycle | None = None  # the one the app is answering
         self.upgrade_request = False
         self.discarding = False  # a final error response went out; input is ignored
+        self.pending_upgrade: bytes | None = None  # a pipelined upgrade's trailing bytes
 
     # -- asyncio protocol -------------------------------------------------------------------
 
@@ -163,7 +164,14 @@ class HttpProtocol(asyncio.BufferedProtocol):
                     self._refuse(431, "Request header fields too large.")
         except httptools.HttpParserUpgrade as exc:
             if self.upgrade_request:
-                self._upgrade(bytes(data[exc.args[0] :]))
+                rest = bytes(data[exc.args[0] :])
+                if self.pipeline or (self.running and not self.running.response_complete):
+                    # Responses go out in request order (RFC 9112 §9.3.2): the 101 waits for
+                    # the responses to the requests before it (see on_response_complete).
+                    self.pending_upgrade = rest
+                    self.flow.pause_reading()
+                else:
+                    self._upgrade(rest)
         except httptools.HttpParserError as exc:
             # httptools re-raises a callback's exception as HttpParserCallbackError from it.
             cause = exc.__context__
@@ -349,6 +357,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self.connections.discard(self)
         self.deadline = 0.0
+        self.flow.resume_reading()  # the WebSocket side keeps its own flow control from here
         protocol = WebSocketProtocol(
             config=self.config,
             server_state=self.server_state,
@@ -370,12 +379,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._run(cycle, app)
+        elif self.pending_upgrade is not None:
+            rest, self.pending_upgrade = self.pending_upgrade, None
+            self._upgrade(rest)
+            return
         else:
             self.deadline = self.loop.time() + self.config.timeout_keep_alive
+        if self.pending_upgrade is None:
+            self.flow.resume_reading()
 
     def _expect_head(self) -> None:
         self.head_bytes = 0
@@ -473,7 +487,7 @@ class RequestResponseCycle:
             self.protocol = None  # type: ignore[assignment]
 
     def _send_500(self) -> None:
-        if self.transport.is_closing():
+        if self.disconnected or self.transport.is_closing():
             return
         self.transport.write(simple_response(500, b"Internal Server Error", self.default_headers))
         self.transport.close()
@@ -596,8 +610,9 @@ class RequestResponseCycle:
         self._head = head
 
     async def receive(self) -> dict[str, Any]:
-        if self.waiting_for_100_continue and not self.transport.is_closing():
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self.waiting_for_100_continue and not self.disconnected:
+            if not self.transport.is_closing():
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.waiting_for_100_continue = False
         if not self.disconnected and not self.response_complete:
             self.flow.resume_reading()

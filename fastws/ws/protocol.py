@@ -43,7 +43,8 @@ _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
 
 _WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 18-22 -> 15 us)
-_FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
+_FAIL_GRACE_S = 1.0
+_EARLY_MAX = 65536  # bytes held for a connection not accepted yet before reading pauses  # longest wait for the app to read messages preceding a protocol error
 
 # Connection states.
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
@@ -85,6 +86,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         "_response_head",
         "pending_fail",
         "fail_handle",
+        "early",
+        "pong_pending",
     )
     deadline = 0.0  # never swept by the server's timeout sweep (see HttpProtocol.deadline)
 
@@ -134,6 +137,11 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         # once the app has read them (and had the chance to answer), or after _FAIL_GRACE_S.
         self.pending_fail: tuple[int, str] | None = None
         self.fail_handle: asyncio.TimerHandle | None = None
+        # Bytes that came with the upgrade request: frames are read only once the app has
+        # accepted, so that nothing (a pong, a close) can go out before the 101.
+        self.early = b""
+        # A ping answered while our writes are paused: only the latest needs a pong (§5.5.3).
+        self.pong_pending: bytes | None = None
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_handle: asyncio.TimerHandle | None = None
         self.close_handle: asyncio.TimerHandle | None = None
@@ -164,14 +172,18 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, rest: bytes) -> None:
-        """Begin once the transport uses this protocol; ``rest``: the bytes after the request."""
+        """Begin once the transport uses this protocol; ``rest``: the bytes after the request.
+
+        Frames are decoded only once the app has accepted (RFC 6455 §4.1: a client sends
+        frames only after the 101), so nothing the server would answer can precede the
+        handshake response; bytes that come earlier wait in ``early``.
+        """
         self.server_state.connections.add(self)
+        self.early = rest
         self.task = self.loop.create_task(self.run_asgi())
         tasks = self.server_state.tasks
         tasks.add(self.task)
         self.task.add_done_callback(tasks.discard)
-        if rest:
-            self._dispatch(self.reader.feed(rest))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
@@ -192,8 +204,20 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        if self.pong_pending is not None:
+            pong, self.pong_pending = self.pong_pending, None
+            if not self.close_sent:
+                self.transport.write(encode_frame(_PONG, pong))
+            if len(self.queue) < self.max_queue:
+                self.flow.resume_reading()
 
     def buffer_updated(self, nbytes: int) -> None:
+        if not self.opened_at:  # not accepted (yet): keep the bytes, bounded, for later
+            if self.state == CONNECTING:
+                self.early += self.server_state.scratch_view[:nbytes]
+                if len(self.early) >= _EARLY_MAX:
+                    self.flow.pause_reading()
+            return
         reader = self.reader
         events = reader.buffer_updated(nbytes)
         if self.stats:
@@ -234,7 +258,14 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 continue
             opcode, payload = message
             if opcode == _PING:
-                if not self.close_sent:
+                if self.close_sent:
+                    pass
+                elif self.flow.write_paused:
+                    # The peer is not reading: keep one pong for when it does, and stop
+                    # reading its pings meanwhile, so a ping flood cannot grow our buffers.
+                    self.pong_pending = payload
+                    self.flow.pause_reading()
+                else:
                     self.transport.write(encode_frame(_PONG, payload))
             elif opcode == _PONG:
                 if self.pong_handle is not None:
@@ -456,6 +487,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self.opened_at = self.loop.time()
             self._log_access(101)
             self._schedule_ping()
+            self.flow.resume_reading()
+            if self.early:
+                early, self.early = self.early, b""
+                if self.stats:
+                    self.bytes_in += len(early)
+                self._dispatch(self.reader.feed(early))
         elif message_type == "websocket.close":
             # Close before accept: HTTP 403 (ASGI websocket spec).
             self._log_access(403)

@@ -104,11 +104,16 @@ def chromium_driver(tmp_path: Path) -> Iterator[Any]:
 
 def wait_for(driver: Any, what: str, condition: Any, timeout_s: float = UI_TIMEOUT_S) -> Any:
     """Poll `condition(driver)` until truthy; on timeout, fail showing the page's state."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # The page re-renders its lists as events arrive: an element found a moment ago may be
+    # gone when its text is read. That is a reason to look again, not a failure.
+    wait = WebDriverWait(
+        driver, timeout_s, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
     try:
-        return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(condition)
+        return wait.until(condition)
     except TimeoutException:
         raise AssertionError(
             f"timed out after {timeout_s}s waiting for {what}; "

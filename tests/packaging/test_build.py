@@ -48,13 +48,23 @@ def installed_python(tmp: Path, wheel: Path) -> Path:
 
 
 def describe(python: Path, cwd: Path) -> str:
-    # Run outside the repository so that only the installed package can be imported.
-    return run(
-        python,
-        "-c",
-        "import fastws, fastws.ws.frames as f; print(fastws.__version__, f.IMPLEMENTATION)",
+    # Run outside the repository so that only the installed package can be imported, and
+    # without the suite's codec switches (FASTWS_REQUIRE_EXTENSIONS would refuse the pure wheel).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTWS_")}
+    proc = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import fastws, fastws.ws.frames as f; print(fastws.__version__, f.IMPLEMENTATION)",
+        ],
         cwd=cwd,
-    ).strip()
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
 
 
 def test_sdist_then_wheel_then_install(tmp_path: Path) -> None:

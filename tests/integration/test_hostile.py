@@ -295,6 +295,7 @@ async def test_many_slowloris_clients_are_dropped_while_others_are_served(server
             task.cancel()
         await asyncio.gather(*tricklers, return_exceptions=True)
     assert len(closed) == 50
+    print(f"\nslowloris: 50 dropped after {min(closed):.2f}-{max(closed):.2f} s")
     # Dropped by the 1 s handshake timeout (swept twice a second), not after the ~50 s the
     # heads would take.
     assert max(closed) < 4.0, sorted(closed)[-5:]
@@ -404,6 +405,7 @@ async def test_reader_that_never_reads_is_held_at_the_high_water_mark(running_se
         assert len(sent) == count, "send() kept completing although nothing is read"
         assert count * len(message) < 32 * MIB, f"{count} messages went out unread"
         buffered = await _write_buffer_sizes(srv)
+        print(f"\nunread client: send() stuck after {count} messages, buffered {buffered}")
         assert buffered and max(buffered) <= 64 * 1024 + len(message) + 1024, buffered
         # Another connection is unaffected.
         conn = await ws_connect_raw(srv.port, "/echo")
@@ -472,6 +474,7 @@ async def test_ping_flood_from_a_client_that_never_reads_is_bounded(server_proce
         )
         await asyncio.sleep(0.5)
         grown_mib = (proc_status_kib(pid, "VmRSS") - rss_before) / 1024
+        print(f"\nping flood: {sent / MIB:.0f} MiB of pings sent, RSS +{grown_mib:.1f} MiB")
         assert grown_mib < 16, (
             f"server RSS grew by {grown_mib:.0f} MiB after {sent / MIB:.0f} MiB of pings "
             "that were never read"
@@ -521,6 +524,7 @@ async def test_reader_that_never_reads_bounds_server_rss(server_process):
     try:
         await asyncio.sleep(2.0)
         grown_mib = (proc_status_kib(pid, "VmRSS") - rss_before) / 1024
+        print(f"\nunread client: RSS +{grown_mib:.1f} MiB")
         assert grown_mib < 8, f"server RSS grew by {grown_mib:.1f} MiB for one unread client"
         # The server still serves others (HTTP here: blast_app answers plain requests).
         reader, writer = await asyncio.open_connection(HOST, sp.port)
@@ -568,6 +572,7 @@ async def test_flooding_writer_with_a_slow_app_bounds_server_rss(server_process)
         assert await echo_round_trip_s(sp.port) < 1.5
         sent = await flood
         grown_mib = (proc_status_kib(pid, "VmRSS") - rss_before) / 1024
+        print(f"\nflooding writer: {sent / MIB:.1f} MiB accepted in 6 s, RSS +{grown_mib:.1f} MiB")
         # 16 queued messages are 1 MiB; the read buffer and allocator slack add a few more.
         assert grown_mib < 16, f"RSS grew by {grown_mib:.0f} MiB after {sent / MIB:.0f} MiB"
         # 6 s of the app's pace is 8 MiB; kernel buffers take a few MiB more.
@@ -625,6 +630,7 @@ async def test_lying_lengths_within_max_size_cost_no_resident_memory(server_proc
             sock.sendall(header + b"x" * 10)
         await asyncio.sleep(0.5)
         grown_mib = (proc_status_kib(pid, "VmRSS") - rss_before) / 1024
+        print(f"\nlying lengths: RSS +{grown_mib:.1f} MiB")
         assert grown_mib < 16, f"RSS grew by {grown_mib:.0f} MiB for 200 x 10 payload bytes"
         assert await echo_round_trip_s(sp.port) < 2.0
     finally:

@@ -43,10 +43,11 @@ OP_PONG = _OP_PONG
 FLAG_COMPRESSED = _FLAG_COMPRESSED
 
 # A single-frame message that spans reads is unmasked straight into its final bytes object when
-# its declared length is at most this; larger (only possible with a raised max_size) grow a buffer
-# as the bytes arrive, so a lying header cannot make us allocate up front.
+# its declared length is at most this (1 MiB echo: no extra copy); larger ones grow a buffer as
+# their bytes arrive, so a header that lies about its length costs at most 1 MiB up front
+# (docs/robustness.md, "lying lengths").
 cdef enum:
-    _DIRECT_LIMIT = 67108864
+    _DIRECT_LIMIT = 1048576
     # apply_mask*() release the GIL from this size on; below it the release costs more than the
     # XOR (at several GB/s, 1 MiB takes ~100 us). Not on the reader's path, which keeps the GIL.
     _NOGIL_MIN = 1048576

@@ -1,4 +1,5 @@
-"""The chat demo (examples/chat.py) as a real server process, shared by the chat test modules.
+"""The chat demo (examples/chat.py) as a real server process, and the client helpers, shared by
+the chat test modules.
 
 ``python -m fastws examples.chat:app --port N`` (FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's
 CLI), in its own process group, output to a file, restartable on the same port.
@@ -6,15 +7,20 @@ CLI), in its own process group, output to a file, restartable on the same port.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -143,3 +149,34 @@ def running_chat_server(log_path: Path, **kwargs: object) -> Iterator[ChatServer
         yield server
     finally:
         server.stop()
+
+
+# --- client side -----------------------------------------------------------------------------
+
+Event = dict[str, Any]
+RECV_TIMEOUT_S = 10.0
+
+
+async def recv_event(ws: ClientConnection, timeout_s: float = RECV_TIMEOUT_S) -> Event:
+    """The next server frame, which must be a JSON object in a text frame."""
+    frame = await asyncio.wait_for(ws.recv(), timeout_s)
+    assert isinstance(frame, str), f"expected a text frame, got {frame!r}"
+    event = json.loads(frame)
+    assert isinstance(event, dict)
+    return event
+
+
+async def recv_until(
+    ws: ClientConnection, match: Callable[[Event], bool], timeout_s: float = RECV_TIMEOUT_S
+) -> tuple[Event, list[Event]]:
+    """Read until an event matches. Returns it and the events read before it."""
+    deadline = time.monotonic() + timeout_s
+    skipped: list[Event] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no matching event within {timeout_s}s; got {skipped}")
+        event = await recv_event(ws, remaining)
+        if match(event):
+            return event, skipped
+        skipped.append(event)

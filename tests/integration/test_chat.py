@@ -14,7 +14,7 @@ import importlib.util
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -22,9 +22,15 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from integration.chat_server import HOST, REPO_ROOT, ChatServer, running_chat_server
-
-RECV_TIMEOUT_S = 10.0
+from integration.chat_server import (
+    HOST,
+    REPO_ROOT,
+    ChatServer,
+    Event,
+    recv_event,
+    recv_until,
+    running_chat_server,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,39 +48,13 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer
 
 # --- client helpers ------------------------------------------------------------------------------
 
-Event = dict[str, Any]
-
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def recv_event(ws: ClientConnection, timeout_s: float = RECV_TIMEOUT_S) -> Event:
-    frame = await asyncio.wait_for(ws.recv(), timeout_s)
-    assert isinstance(frame, str), f"expected a text frame, got {frame!r}"
-    event = json.loads(frame)
-    assert isinstance(event, dict)
-    return event
-
-
 async def recv_events(ws: ClientConnection, n: int) -> list[Event]:
     return [await recv_event(ws) for _ in range(n)]
-
-
-async def recv_until(
-    ws: ClientConnection, match: Callable[[Event], bool], timeout_s: float = RECV_TIMEOUT_S
-) -> tuple[Event, list[Event]]:
-    """Read until an event matches. Returns it and the events read before it."""
-    deadline = time.monotonic() + timeout_s
-    skipped: list[Event] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no matching event within {timeout_s}s; got {skipped}")
-        event = await recv_event(ws, remaining)
-        if match(event):
-            return event, skipped
-        skipped.append(event)
 
 
 def chat_url(server: ChatServer, room: str | None, name: str | None) -> str:

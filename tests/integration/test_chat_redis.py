@@ -38,15 +38,18 @@ from websockets.exceptions import ConnectionClosed
 
 from integration.chat_server import (
     HOST,
+    RECV_TIMEOUT_S,
     REPO_ROOT,
     STARTUP_TIMEOUT_S,
     ChatServer,
+    Event,
     free_port,
     read_log,
+    recv_event,
+    recv_until,
     stop_process_group,
 )
 
-RECV_TIMEOUT_S = 10.0
 # Redis back -> chat flowing again: the hub's reconnect delay is capped at 5 s (plus jitter),
 # then it resubscribes and resyncs. Generous for a loaded CI machine.
 RECOVERY_TIMEOUT_S = 30.0
@@ -205,8 +208,6 @@ def cluster(
 
 # --- client helpers -------------------------------------------------------------------------------
 
-Event = dict[str, Any]
-
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
@@ -221,30 +222,6 @@ def open_ws(url: str) -> Any:
 
 def say(text: str) -> str:
     return json.dumps({"type": "message", "text": text})
-
-
-async def recv_event(ws: ClientConnection, timeout_s: float = RECV_TIMEOUT_S) -> Event:
-    frame = await asyncio.wait_for(ws.recv(), timeout_s)
-    assert isinstance(frame, str), f"expected a text frame, got {frame!r}"
-    event = json.loads(frame)
-    assert isinstance(event, dict)
-    return event
-
-
-async def recv_until(
-    ws: ClientConnection, match: Callable[[Event], bool], timeout_s: float = RECV_TIMEOUT_S
-) -> tuple[Event, list[Event]]:
-    """Read until an event matches. Returns it and the events read before it."""
-    deadline = time.monotonic() + timeout_s
-    skipped: list[Event] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no matching event within {timeout_s}s; got {skipped}")
-        event = await recv_event(ws, remaining)
-        if match(event):
-            return event, skipped
-        skipped.append(event)
 
 
 def presence_is(users: list[str]) -> Callable[[Event], bool]:

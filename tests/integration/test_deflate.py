@@ -84,7 +84,9 @@ async def test_offer_with_unsupported_window_is_declined_not_failed(running_serv
     srv = running_server(apps.echo_websocket)
     async with connect(
         srv.ws_url("/"),
-        additional_headers={"Sec-WebSocket-Extensions": "permessage-deflate; server_max_window_bits=8"},
+        additional_headers={
+            "Sec-WebSocket-Extensions": "permessage-deflate; server_max_window_bits=8"
+        },
         compression=None,
     ) as ws:
         assert ws.response.headers.get("sec-websocket-extensions") is None

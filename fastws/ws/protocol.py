@@ -43,8 +43,8 @@ _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
 
 _WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 18-22 -> 15 us)
-_FAIL_GRACE_S = 1.0
-_EARLY_MAX = 65536  # bytes held for a connection not accepted yet before reading pauses  # longest wait for the app to read messages preceding a protocol error
+_FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
+_EARLY_MAX = 65536  # bytes held for a connection not accepted yet before reading pauses
 
 # Connection states.
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)

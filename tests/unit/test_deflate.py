@@ -117,7 +117,7 @@ def test_decompress_follows_the_client_stream(client_takeover):
     pmd = PerMessageDeflate(Agreement(client_no_context_takeover=not client_takeover))
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
     for i in range(4):
-        message = ("message %d " % i).encode() * 40
+        message = f"message {i} ".encode() * 40
         if not client_takeover:
             c = zlib.compressobj(6, zlib.DEFLATED, -15)
         payload = c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH)

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py
 	FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 
-build: $(STAMP)                  ## compile fastws/_speedups.pyx in place
+build: $(STAMP)                  ## compile the codec and fastws/ws/protocol.py in place
 	$(BIN)/python setup.py -q build_ext --inplace
 
 annotate: $(STAMP)               ## write fastws/_speedups.html (Python interaction per line)
@@ -63,7 +63,7 @@ sdist: $(STAMP)
 	$(BIN)/python -m build --sdist
 
 clean:
-	rm -rf build dist *.egg-info fastws/*.so fastws/*.c fastws/*.html .pytest_cache .hypothesis
+	rm -rf build dist *.egg-info fastws/*.so fastws/*.c fastws/*.html fastws/ws/*.so fastws/ws/*.c .pytest_cache .hypothesis
 
 # Autobahn TestSuite through kosoku (pinned by the `compliance` extra), judged strictly: every
 # case OK or INFORMATIONAL. Reports land in build/autobahn/<codec>/ (tests/compliance/README.md).

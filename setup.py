@@ -1,7 +1,12 @@
-"""Build script: declares the one compiled extension, fastws._speedups.
+"""Build script: declares the compiled extensions.
+
+- fastws._speedups: the codec (fastws/_speedups.pyx; its pure twin is fastws/_speedups_py.py).
+- fastws.ws.protocol: the WebSocket connection, compiled from its own Python source in Cython's
+  pure-Python mode with the field and method types in fastws/ws/protocol.pxd. Python imports
+  the compiled module in preference to the .py beside it.
 
 Switches (environment variables):
-  FASTWS_NO_EXTENSIONS=1    build a pure-Python package (the codec falls back to _speedups_py)
+  FASTWS_NO_EXTENSIONS=1    build a pure-Python package (both fall back to their Python source)
   FASTWS_CYTHON_ANNOTATE=1  write fastws/_speedups.html next to the generated C
   FASTWS_CYTHON_TRACE=1     compile with line tracing, for coverage of the .pyx
   FASTWS_DEBUG=1            -O0 -g, for gdb and sanitizers
@@ -30,15 +35,21 @@ def extensions() -> list:
         macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
         directives["linetrace"] = True
     args = ["-O0", "-g"] if _flag("FASTWS_DEBUG") else ["-O3"]
-    ext = Extension(
+    codec = Extension(
         "fastws._speedups",
         ["fastws/_speedups.pyx"],
         include_dirs=["fastws"],
         define_macros=macros,
         extra_compile_args=args,
     )
+    protocol = Extension(
+        "fastws.ws.protocol",
+        ["fastws/ws/protocol.py"],
+        define_macros=macros,
+        extra_compile_args=args,
+    )
     return cythonize(
-        [ext],
+        [codec, protocol],
         annotate=_flag("FASTWS_CYTHON_ANNOTATE"),
         compiler_directives=directives,
     )

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """WebSocket connections: transport <-> FrameReader <-> ASGI ``websocket`` app.
 
 Owns the ASGI websocket scope and events, the accept/deny handshake response, the close
@@ -6,6 +7,10 @@ handshake, keepalive pings, and backpressure both ways. Frame rules live in the 
 (see bench/): the compiled reader turns a whole read into ready messages, receive() pops a deque
 and waits on at most one future, send() encodes in one allocation and writes straight to the
 transport unless it is over its high-water mark.
+
+This file is also compiled (setup.py; Cython pure-Python mode, field and helper types in
+protocol.pxd): per message, the interpreter then runs only the app's own code. It stays plain
+Python that runs as is: FASTWS_NO_EXTENSIONS=1 (fastws/ws/__init__.py) or an unbuilt tree.
 """
 
 from __future__ import annotations
@@ -24,10 +29,20 @@ from fastws.ws.frames import (
     CloseCode,
     FrameReader,
     Opcode,
+    _flag,
     encode_close,
     encode_frame,
     encode_frame_header,
 )
+
+try:
+    import cython  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    COMPILED: bool = cython.compiled
+except ImportError:  # Cython is a build requirement only
+    COMPILED = False
+if not COMPILED and _flag("FASTWS_REQUIRE_EXTENSIONS") and not _flag("FASTWS_NO_EXTENSIONS"):
+    raise ImportError("fastws.ws.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS): make build")
 
 if TYPE_CHECKING:
     from fastws.config import Config
@@ -50,7 +65,13 @@ _EARLY_MAX = 65536  # bytes held for a connection not accepted yet before readin
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
 
 
-class WebSocketProtocol(asyncio.BufferedProtocol):
+class _WebSocket:
+    """The connection's state and behaviour; WebSocketProtocol adds the asyncio protocol type.
+
+    Compiled builds turn this class into a C struct with typed fields (``_protocol.pxd``),
+    so that the per-message path reads fields and calls methods without dictionary lookups.
+    """
+
     # Slots, not a __dict__: an idle connection's memory is mostly this object and its scope.
     __slots__ = (
         "config",
@@ -124,7 +145,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         )
         # The transport looks get_buffer up once, when it switches to this protocol: give it
         # the reader's own (compiled) method, saving a Python call per read.
-        self.get_buffer = self.reader.get_buffer  # type: ignore[method-assign]
+        self.get_buffer = self.reader.get_buffer
         self.max_queue = max(1, config.ws_max_queue)
         self.queue: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -272,7 +293,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                     self.pong_handle.cancel()
                     self.pong_handle = None
             elif opcode == _CLOSE:
-                self._on_close_frame(*payload)
+                code, reason = payload
+                self._close_now(code, reason)
             elif opcode & FLAG_COMPRESSED:
                 if not self._inflate(opcode & 0x0F, payload, closing):
                     break
@@ -316,7 +338,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def _fail_pending(self) -> None:
         self.fail_handle = None
         if self.pending_fail is not None:
-            self._fail(*self.pending_fail)
+            code, reason = self.pending_fail
+            self._fail(code, reason)
             self._wake()
 
     def _fail(self, code: int, reason: str) -> None:
@@ -330,10 +353,6 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         logger.debug("WebSocket protocol error %d: %s", code, reason)
         if not self.close_sent:
             self.close_code = code
-        self._close_now(code, reason)
-
-    def _on_close_frame(self, code: int, reason: str) -> None:
-        # Echo the peer's close (RFC 6455 §5.5.1), then drop the TCP connection (§7.1.1).
         self._close_now(code, reason)
 
     def _close_now(self, code: int, reason: str) -> None:
@@ -402,7 +421,8 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         queue = self.queue
         while not queue:
             if self.pending_fail is not None:  # the app has read what came before the error
-                self._fail(*self.pending_fail)
+                code, reason = self.pending_fail
+                self._fail(code, reason)
                 continue
             if self.disconnect is not None:  # already delivered once; say it again
                 return self.disconnect
@@ -583,11 +603,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self._wake()
 
     def _cancel_ping(self) -> None:
-        for name in ("ping_handle", "pong_handle"):
-            handle = getattr(self, name)
-            if handle is not None:
-                handle.cancel()
-                setattr(self, name, None)
+        if self.ping_handle is not None:
+            self.ping_handle.cancel()
+            self.ping_handle = None
+        if self.pong_handle is not None:
+            self.pong_handle.cancel()
+            self.pong_handle = None
 
     def _cancel_timers(self) -> None:
         self._cancel_ping()
@@ -633,6 +654,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 self.scope["http_version"],
                 status,
             )
+
+
+class WebSocketProtocol(_WebSocket, asyncio.BufferedProtocol):
+    """What the transport talks to (asyncio's loop wants a BufferedProtocol instance)."""
+
+    __slots__ = ()
 
 
 def _size(n: int) -> str:

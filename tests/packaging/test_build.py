@@ -55,7 +55,12 @@ def describe(python: Path, cwd: Path) -> str:
         [
             str(python),
             "-c",
-            "import fastws, fastws.ws.frames as f; print(fastws.__version__, f.IMPLEMENTATION)",
+            # find_spec: which file `import fastws.ws.protocol` would load (importing it needs
+            # httptools, which these --no-deps installs leave out).
+            "import fastws, fastws.ws.frames as f, importlib.util as u;"
+            "origin = u.find_spec('fastws.ws.protocol').origin;"
+            "build = 'source' if origin.endswith('.py') else 'compiled';"
+            "print(fastws.__version__, f.IMPLEMENTATION, build)",
         ],
         cwd=cwd,
         env=env,
@@ -75,6 +80,7 @@ def test_sdist_then_wheel_then_install(tmp_path: Path) -> None:
         "fastws/_speedups.pyx",
         "fastws/_speedups.pyi",
         "fastws/_mask.h",
+        "fastws/ws/protocol.pxd",
         "fastws/py.typed",
         "setup.py",
         "pyproject.toml",
@@ -89,9 +95,11 @@ def test_sdist_then_wheel_then_install(tmp_path: Path) -> None:
     (source,) = unpacked.iterdir()
     wheel = build("wheel", source, tmp_path / "wheel")
     with zipfile.ZipFile(wheel) as whl:
-        assert any(n.startswith("fastws/_speedups.") and n.endswith(".so") for n in whl.namelist())
+        names = whl.namelist()
+    for module in ("fastws/_speedups.", "fastws/ws/protocol."):
+        assert any(n.startswith(module) and n.endswith(".so") for n in names), module
     python = installed_python(tmp_path, wheel)
-    assert describe(python, tmp_path) == f"{fastws.__version__} cython"
+    assert describe(python, tmp_path) == f"{fastws.__version__} cython compiled"
 
 
 def test_pure_python_wheel(tmp_path: Path) -> None:
@@ -100,4 +108,4 @@ def test_pure_python_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as whl:
         assert not any(n.endswith(".so") for n in whl.namelist())
     python = installed_python(tmp_path, wheel)
-    assert describe(python, tmp_path) == f"{fastws.__version__} python"
+    assert describe(python, tmp_path) == f"{fastws.__version__} python source"

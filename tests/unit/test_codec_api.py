@@ -236,22 +236,28 @@ def test_str_is_not_a_buffer(codec, call):
 # -- implementation choice in fastws.ws.frames ----------------------------------------------
 
 
-def _frames_implementation(**env: str) -> str:
+def _in_child(code: str, **env: str) -> str:
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("FASTWS_")}
     child_env.update(env)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import fastws.ws.frames as f; print(f.IMPLEMENTATION, f.codec.__name__)",
-        ],
-        capture_output=True,
-        text=True,
-        env=child_env,
-        timeout=60,
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
+
+
+def _frames_implementation(**env: str) -> str:
+    code = "import fastws.ws.frames as f; print(f.IMPLEMENTATION, f.codec.__name__)"
+    return _in_child(code, **env)
+
+
+def _protocol_build(**env: str) -> str:
+    # Imported the way the server imports it: through fastws.http.protocol's upgrade path.
+    return _in_child(
+        "import fastws.http.protocol, fastws.ws.protocol as p, pathlib;"
+        "print(p.COMPILED, pathlib.Path(p.__file__).suffix)",
+        **env,
+    )
 
 
 def test_frames_picks_python_with_no_extensions():
@@ -266,3 +272,16 @@ def test_frames_picks_python_even_when_extensions_are_required_but_disabled():
 def test_frames_picks_cython_when_built(both_codecs):
     assert _frames_implementation() == "cython fastws._speedups"
     assert _frames_implementation(FASTWS_NO_EXTENSIONS="0") == "cython fastws._speedups"
+
+
+# -- the WebSocket protocol: compiled from its own source, or that source as is ---------------
+
+
+def test_protocol_runs_its_source_with_no_extensions():
+    assert _protocol_build(FASTWS_NO_EXTENSIONS="1") == "False .py"
+    assert _protocol_build(FASTWS_NO_EXTENSIONS="1", FASTWS_REQUIRE_EXTENSIONS="1") == "False .py"
+
+
+def test_protocol_is_compiled_when_built(both_codecs):
+    assert _protocol_build() == "True .so"
+    assert _protocol_build(FASTWS_REQUIRE_EXTENSIONS="1") == "True .so"

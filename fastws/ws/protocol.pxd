@@ -1,0 +1,58 @@
+# Compiled build of protocol.py (Cython pure-Python mode): the connection becomes a C struct
+# with typed fields, and the helpers below become C methods. Everything the transport, the
+# loop (call_later) or the app calls stays a Python method in protocol.py.
+
+cdef class _WebSocket:
+    cdef public object config
+    cdef public object app
+    cdef public object loop
+    cdef public object server_state
+    cdef public object transport
+    cdef public object flow
+    cdef public object offer
+    cdef public object agreement
+    cdef public object deflate
+    cdef public object reader
+    cdef public object get_buffer
+    cdef public Py_ssize_t max_queue
+    cdef public object queue
+    cdef public object waiter
+    cdef public int state
+    cdef public bint connect_sent
+    cdef public object disconnect
+    cdef public bint close_sent
+    cdef public object ping_handle
+    cdef public object pong_handle
+    cdef public object close_handle
+    cdef public object task
+    cdef public bint stats
+    cdef public double opened_at
+    cdef public object close_code
+    cdef public long long msgs_in
+    cdef public long long msgs_out
+    cdef public long long bytes_in
+    cdef public long long bytes_out
+    cdef public object scope
+    cdef public object _response_head
+    cdef public object pending_fail
+    cdef public object fail_handle
+    cdef public object early
+    cdef public object pong_pending
+
+    cdef _dispatch(self, list messages)
+    cdef bint _inflate(self, int opcode, object payload, bint closing) except -1
+    cdef _fail(self, object code, object reason)
+    cdef _close_now(self, object code, object reason)
+    cdef _disconnected(self, object code, object reason)
+    cdef _wake(self)
+    cdef _app_finished(self)
+    cdef _close_finished(self, object code)
+    cdef _handshake_message(self, object message)
+    cdef _response_body(self, object message)
+    cdef _http_error(self, int status, bytes body)
+    cdef _send_close(self, object code, object reason)
+    cdef _schedule_ping(self)
+    cdef _cancel_ping(self)
+    cdef _cancel_timers(self)
+    cdef _log_close(self)
+    cdef _log_access(self, int status)

@@ -428,7 +428,9 @@ class Config:
         ws: accepted for compatibility; fastws always uses its own WebSocket code.
         ws_max_size: largest WebSocket message accepted, in bytes (close 1009 above it).
         ws_max_queue: received messages queued for the app before reading pauses.
-        ws_ping_interval: seconds between keepalive pings; None or 0 disables them.
+        ws_ping_interval: seconds between keepalive pings; None or 0 disables them. Pings
+            and their timeouts are checked twice a second (one sweep, no timer per
+            connection), so both are kept to within 0.5 s.
         ws_ping_timeout: seconds to wait for a pong before closing; None or 0 waits forever.
         ws_per_message_deflate: negotiate permessage-deflate (RFC 7692) when offered.
         ws_close_timeout: seconds to wait for the peer's close frame after sending ours.

@@ -199,8 +199,9 @@ class Server:
         return False
 
     def _expire_connections(self) -> None:
-        """Drop connections past their deadline (request-head and keep-alive timeouts): one
-        sweep here instead of a timer armed and cancelled per request."""
+        """Act on connections past their deadline: HTTP request-head and keep-alive timeouts
+        drop the connection, a WebSocket sends its keepalive ping or fails an unanswered one.
+        One sweep here instead of a timer armed and cancelled per request or connection."""
         now = asyncio.get_running_loop().time()
         expired = [c for c in self.server_state.connections if 0.0 < c.deadline <= now]
         for connection in expired:

@@ -21,8 +21,9 @@ cdef class _WebSocket:
     cdef public bint connect_sent
     cdef public object disconnect
     cdef public bint close_sent
-    cdef public object ping_handle
-    cdef public object pong_handle
+    cdef public double deadline
+    cdef public double ping_at
+    cdef public double pong_by
     cdef public object close_handle
     cdef public object task
     cdef public bint stats
@@ -51,7 +52,8 @@ cdef class _WebSocket:
     cdef _response_body(self, object message)
     cdef _http_error(self, int status, bytes body)
     cdef _send_close(self, object code, object reason)
-    cdef _schedule_ping(self)
+    cdef _set_deadline(self)
+    cdef _ping_timeout(self)
     cdef _cancel_ping(self)
     cdef _cancel_timers(self)
     cdef _log_close(self)

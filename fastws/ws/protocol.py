@@ -599,9 +599,10 @@ class _WebSocket:
         if self.pong_by and now >= self.pong_by:
             self._ping_timeout()
             return
-        if self.ping_at and now >= self.ping_at:
+        interval = self.config.ws_ping_interval
+        if self.ping_at and interval and now >= self.ping_at:
             self.transport.write(encode_frame(_PING, os.urandom(4)))
-            self.ping_at = now + self.config.ws_ping_interval
+            self.ping_at = now + interval
             timeout = self.config.ws_ping_timeout
             if timeout and not self.pong_by:
                 self.pong_by = now + timeout

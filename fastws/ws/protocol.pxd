@@ -58,3 +58,7 @@ cdef class _WebSocket:
     cdef _cancel_timers(self)
     cdef _log_close(self)
     cdef _log_access(self, int status)
+
+
+cdef class _Sent:
+    pass

@@ -570,3 +570,84 @@ async def test_frames_sent_with_the_upgrade_request_are_not_lost(running_server)
         await conn.send(upgrade_request() + frame(OP_TEXT, "eager"))
         assert (await conn.read_response()).status == 101
         assert (await conn.read_frame()).payload == b"eager"
+
+
+# --------------------------------------------------------------------------------------------
+# what ASGI allows of receive(), send() and the app itself
+# --------------------------------------------------------------------------------------------
+
+
+async def test_receive_and_send_work_inside_tasks_and_wait_for(running_server):
+    # Some apps (Django Channels' dispatch loop, for one) wrap receive() and send() in tasks;
+    # whatever awaitables the server returns must work there as coroutines do.
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return await apps.hello(scope, receive, send)
+        assert (await asyncio.create_task(receive()))["type"] == "websocket.connect"
+        await asyncio.create_task(send({"type": "websocket.accept"}))
+        while True:
+            message = await asyncio.wait_for(receive(), 5)
+            if message["type"] != "websocket.receive":
+                return
+            text = message["text"]
+            await asyncio.create_task(send({"type": "websocket.send", "text": text}))
+            await asyncio.wait_for(send({"type": "websocket.send", "text": text + "!"}), 5)
+            await asyncio.ensure_future(send({"type": "websocket.send", "bytes": b"x" * 70000}))
+
+    srv = running_server(app)
+    async with connect(srv.ws_url("/")) as ws:
+        for text in ("a", "b"):
+            await within(ws.send(text))
+            assert await within(ws.recv()) == text
+            assert await within(ws.recv()) == text + "!"
+            assert await within(ws.recv()) == b"x" * 70000
+
+
+@pytest.mark.skipif(IS_UVICORN, reason="uvicorn sends nothing and raises nothing for this message")
+async def test_a_bad_send_raises_where_the_app_awaits_it(running_server):
+    events = Recorder()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return await apps.hello(scope, receive, send)
+        await receive()
+        await send({"type": "websocket.accept"})
+        pending = send({"type": "websocket.send"})  # neither bytes nor text
+        events.add("called")
+        try:
+            await pending
+        except RuntimeError as exc:
+            events.add(("raised", str(exc)))
+        await send({"type": "websocket.send", "text": "still open"})
+        await receive()
+
+    srv = running_server(app)
+    async with connect(srv.ws_url("/")) as ws:
+        assert await within(ws.recv()) == "still open"
+    # Called first, raised later: nothing was raised by the call itself.
+    assert list(events) == ["called", ("raised", "websocket.send needs 'bytes' or 'text'.")]
+
+
+async def test_an_app_that_returns_an_awaitable_without_being_async(running_server):
+    # An ASGI app is any callable returning an awaitable, not necessarily an `async def` (the
+    # interface is given: auto-detection, as uvicorn's, would take it for ASGI2).
+    def not_async(scope, receive, send):
+        return apps.hello(scope, receive, send)
+
+    srv = running_server(not_async, interface="asgi3")
+    async with connect(srv.ws_url("/")) as ws:
+        await within(ws.send("plain callable"))
+        assert await within(ws.recv()) == "plain callable"
+
+
+async def test_an_app_that_raises_before_returning_an_awaitable_gets_500(running_server):
+    def broken(scope, receive, send):
+        if scope["type"] == "websocket":
+            raise ValueError("broken before any await")
+        return apps.hello(scope, receive, send)
+
+    srv = running_server(broken, interface="asgi3")
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(srv.ws_url("/")):
+            pass
+    assert info.value.response.status_code == 500

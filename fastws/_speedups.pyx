@@ -255,45 +255,7 @@ def encode_close(int code, str reason="", *, mask=None):
 # -- decoding -----------------------------------------------------------------------------------
 
 cdef class FrameReader:
-    cdef public Py_ssize_t max_size
-    cdef public object close_code
-    cdef public str close_reason
-    cdef readonly bint data_only     # the last call returned only ASGI receive events
-
-    cdef bint _asgi
-
-    cdef bint _expect_mask
-    cdef bint _rsv1_allowed
-    cdef bint _done
-    cdef object _scratch            # bytearray; shared by the readers of one loop, or our own
-    cdef object _scratch_view       # memoryview of all of _scratch, reused when no header is held
-    # Bytes of a frame header not yet complete (at most 13).
-    cdef uint8_t _head[16]
-    cdef Py_ssize_t _head_n
-    cdef Py_ssize_t _head_copied    # _head bytes copied to the scratch start by get_buffer()
-    # Current frame, while its payload arrives over several reads.
-    cdef bint _in_payload
-    cdef bint _fin
-    cdef int _opcode
-    cdef bint _has_key
-    cdef uint8_t _key[4]
-    cdef unsigned _phase
-    cdef uint64_t _remaining
-    cdef uint8_t _ctl[128]
-    cdef Py_ssize_t _ctl_n
-    # Current data message: opcode (| _FLAG_COMPRESSED); bytes so far in a growable C buffer, or
-    # for a single-frame message spanning reads, in its final bytes object (_direct).
-    cdef int _msg_op
-    cdef uint8_t* _msg
-    cdef Py_ssize_t _msg_len
-    cdef Py_ssize_t _msg_cap
-    cdef object _direct
-    # Incremental UTF-8 state for text: continuation bytes still needed, and the allowed range
-    # of the next one (RFC 3629 §4 table).
-    cdef bint _utf8_on
-    cdef uint8_t _u_need
-    cdef uint8_t _u_lo
-    cdef uint8_t _u_hi
+    # Fields and C methods: declared in _speedups.pxd.
 
     def __cinit__(self):
         self._msg = NULL
@@ -340,7 +302,7 @@ cdef class FrameReader:
         memcpy(base, self._head, self._head_n)
         return self._scratch_view[self._head_n:]
 
-    def buffer_updated(self, Py_ssize_t nbytes):
+    cpdef list buffer_updated(self, Py_ssize_t nbytes):
         cdef list out = []
         cdef Py_ssize_t end = self._head_copied + nbytes
         if self._scratch is None:
@@ -509,7 +471,7 @@ cdef class FrameReader:
             self._u_hi = 0xBF
         return hlen
 
-    cdef inline void _unmask_into(self, uint8_t* dst, const uint8_t* src, Py_ssize_t n) noexcept nogil:
+    cdef void _unmask_into(self, uint8_t* dst, const uint8_t* src, Py_ssize_t n) noexcept nogil:
         if self._has_key:
             fastws_mask(dst, src, <size_t>n, self._key, self._phase)
             self._phase = (self._phase + <unsigned>n) & 3
@@ -601,7 +563,7 @@ cdef class FrameReader:
         self._u_hi = hi
         return True
 
-    cdef inline int _emit(self, int op, object payload, list out) except -1:
+    cdef int _emit(self, int op, object payload, list out) except -1:
         """Append one message: an ASGI receive event in asgi mode for a plain data message,
         else an (opcode, payload) tuple (and the call no longer returns data only)."""
         if self._asgi and op == _OP_TEXT:

@@ -2,6 +2,15 @@
 # with typed fields, and the helpers below become C methods. Everything the transport, the
 # loop (call_later) or the app calls stays a Python method in protocol.py.
 
+from fastws._speedups cimport FrameReader as CompiledReader
+
+# Module constants as C values: the per-message comparisons then stay in C.
+cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
+cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX
+cdef double _FAIL_GRACE_S
+cdef int CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED
+
+
 cdef class _WebSocket:
     cdef public object config
     cdef public object app
@@ -12,7 +21,7 @@ cdef class _WebSocket:
     cdef public object offer
     cdef public object agreement
     cdef public object deflate
-    cdef public object reader
+    cdef public CompiledReader reader  # a compiled build goes with the compiled codec
     cdef public object get_buffer
     cdef public Py_ssize_t max_queue
     cdef public object queue

@@ -265,11 +265,14 @@ class _WebSocket:
                 waiter = self.waiter
                 queue = self.queue
                 if waiter is not None and not queue and len(events) == 1:
-                    # The app waits in receive(): hand it the message itself.
+                    # The app waits in receive(): hand it the message itself. (A waiter is
+                    # done only if the app's task was cancelled while waiting.)
                     self.waiter = None
-                    if not waiter.done():
+                    try:
                         waiter.set_result(events[0])
                         return
+                    except asyncio.InvalidStateError:
+                        waiter = None
                 queue.extend(events)
                 if len(queue) >= self.max_queue:
                     self.flow.pause_reading()

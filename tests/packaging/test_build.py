@@ -79,6 +79,7 @@ def test_sdist_then_wheel_then_install(tmp_path: Path) -> None:
     for required in (
         "fastws/_speedups.pyx",
         "fastws/_speedups.pyi",
+        "fastws/_speedups.pxd",
         "fastws/_mask.h",
         "fastws/ws/protocol.pxd",
         "fastws/py.typed",

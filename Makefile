@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)                  ## compile the codec and fastws/ws/protocol.py in place
 	$(BIN)/python setup.py -q build_ext --inplace
 
-annotate: $(STAMP)               ## write fastws/_speedups.html (Python interaction per line)
+annotate: $(STAMP)               ## write fastws/_speedups.html, fastws/ws/protocol.html (Python calls per line)
 	FASTWS_CYTHON_ANNOTATE=1 $(BIN)/python setup.py -q build_ext --inplace --force
 
 debug: $(STAMP)
@@ -63,7 +63,7 @@ sdist: $(STAMP)
 	$(BIN)/python -m build --sdist
 
 clean:
-	rm -rf build dist *.egg-info fastws/*.so fastws/*.c fastws/*.html fastws/ws/*.so fastws/ws/*.c .pytest_cache .hypothesis
+	rm -rf build dist *.egg-info fastws/*.so fastws/*.c fastws/*.html fastws/ws/*.so fastws/ws/*.c fastws/ws/*.html .pytest_cache .hypothesis
 
 # Autobahn TestSuite through kosoku (pinned by the `compliance` extra), judged strictly: every
 # case OK or INFORMATIONAL. Reports land in build/autobahn/<codec>/ (tests/compliance/README.md).

@@ -7,8 +7,8 @@
 
 Switches (environment variables):
   FASTWS_NO_EXTENSIONS=1    build a pure-Python package (both fall back to their Python source)
-  FASTWS_CYTHON_ANNOTATE=1  write fastws/_speedups.html next to the generated C
-  FASTWS_CYTHON_TRACE=1     compile with line tracing, for coverage of the .pyx
+  FASTWS_CYTHON_ANNOTATE=1  write an .html annotation next to each generated C file
+  FASTWS_CYTHON_TRACE=1     compile with line tracing, for coverage of the compiled sources
   FASTWS_DEBUG=1            -O0 -g, for gdb and sanitizers
 """
 

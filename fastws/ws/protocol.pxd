@@ -55,6 +55,8 @@ cdef class _WebSocket:
     cdef _close_now(self, object code, object reason)
     cdef _disconnected(self, object code, object reason)
     cdef _wake(self)
+    cdef _pop(self)
+    cdef _next_event(self)
     cdef _app_finished(self)
     cdef _close_finished(self, object code)
     cdef _handshake_message(self, object message)
@@ -67,6 +69,11 @@ cdef class _WebSocket:
     cdef _cancel_timers(self)
     cdef _log_close(self)
     cdef _log_access(self, int status)
+
+
+cdef class _Receive:
+    cdef _WebSocket ws
+    cdef object steps
 
 
 cdef class _Sent:

@@ -151,7 +151,7 @@ class _WebSocket:
         self.get_buffer = self.reader.get_buffer
         self.max_queue = max(1, config.ws_max_queue)
         self.queue: deque[dict[str, Any]] = deque()
-        self.waiter: asyncio.Future[dict[str, Any] | None] | None = None
+        self.waiter: asyncio.Future[dict[str, Any]] | None = None
         self.state = CONNECTING
         self.connect_sent = False
         self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
@@ -264,23 +264,20 @@ class _WebSocket:
             # Fast path: only ready websocket.receive events (bench/micro/protocol.py).
             if events:
                 waiter = self.waiter
-                queue = self.queue
-                if waiter is not None and not queue and len(events) == 1:
-                    # The app waits in receive(): hand it the message itself. (A waiter is
-                    # done only if the app's task was cancelled while waiting.)
+                if waiter is not None and len(events) == 1:
+                    # The app waits in receive() (so nothing is queued): hand it the message.
+                    # A waiter is done only if the app's task was cancelled while waiting.
                     self.waiter = None
                     try:
                         waiter.set_result(events[0])
                         return
                     except asyncio.InvalidStateError:
-                        waiter = None
+                        pass
+                queue = self.queue
                 queue.extend(events)
                 if len(queue) >= self.max_queue:
                     self.flow.pause_reading()
-                if waiter is not None:
-                    self.waiter = None
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self._wake()
         else:
             self._dispatch(events)
 
@@ -395,11 +392,41 @@ class _WebSocket:
             self.queue.append(self.disconnect)
 
     def _wake(self) -> None:
+        """Something was queued: hand the first event to a receive() that waits for it."""
         waiter = self.waiter
-        if waiter is not None:
+        if waiter is not None and self.queue:
             self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            if not waiter.done():  # else: cancelled with the app's task; the event stays
+                waiter.set_result(self._pop())
+
+    def _pop(self) -> dict[str, Any]:
+        queue = self.queue
+        message: dict[str, Any] = queue.popleft()
+        if self.flow.read_paused and len(queue) <= self.max_queue // 2:
+            self.flow.resume_reading()
+        return message
+
+    def _next_event(self) -> asyncio.Future[dict[str, Any]]:
+        """The app's next event as a future: complete already if there is one, else the one
+        buffer_updated() or _wake() completes with it."""
+        # Future() takes the running loop (this one) itself: loop.create_future() adds a
+        # Python-level call that builds the same object (-940 instructions per message).
+        future: asyncio.Future[dict[str, Any]] = Future()
+        if not self.connect_sent:
+            self.connect_sent = True
+            future.set_result({"type": "websocket.connect"})
+            return future
+        if not self.queue and self.pending_fail is not None:
+            # The app has read what came before the protocol error: fail now.
+            code, reason = self.pending_fail
+            self._fail(code, reason)
+        if self.queue:
+            future.set_result(self._pop())
+        elif self.disconnect is not None:  # delivered once already; say it again
+            future.set_result(self.disconnect)
+        else:
+            self.waiter = future
+        return future
 
     # -- the ASGI side ----------------------------------------------------------------------
 
@@ -438,33 +465,10 @@ class _WebSocket:
         if not self.transport.is_closing():
             self.transport.close()
 
-    async def receive(self) -> dict[str, Any]:
-        if not self.connect_sent:
-            self.connect_sent = True
-            return {"type": "websocket.connect"}
-        queue = self.queue
-        while not queue:
-            if self.pending_fail is not None:  # the app has read what came before the error
-                code, reason = self.pending_fail
-                self._fail(code, reason)
-                continue
-            if self.disconnect is not None:  # already delivered once; say it again
-                return self.disconnect
-            # Whoever completes the waiter also clears self.waiter (see _wake()). Its result:
-            # the next message when it came alone (buffer_updated), else None: look again.
-            # Future() takes the running loop (this one) itself: loop.create_future() adds a
-            # Python-level call that builds the same object (-940 instructions per message).
-            waiter: asyncio.Future[dict[str, Any] | None] = Future()
-            self.waiter = waiter
-            received = await waiter
-            if received is not None:
-                message = received
-                break
-        else:  # the queue has a message (the loop ended without break)
-            message = queue.popleft()
-        if self.flow.read_paused and len(queue) <= self.max_queue // 2:
-            self.flow.resume_reading()
-        return message
+    def receive(self) -> Awaitable[dict[str, Any]]:
+        """ASGI receive(): an awaitable for the next event, with no coroutine frame of ours
+        between the app and the future it waits on (see _Receive)."""
+        return _Receive(self)
 
     def send(self, message: dict[str, Any]) -> Awaitable[None]:
         """ASGI send(). An uncompressed data frame that can go out now is written during the
@@ -727,6 +731,46 @@ async def _raising(exc: BaseException) -> None:
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+class _Receive:
+    """What receive() returns. Awaiting it awaits the connection's next-event future, taken
+    at the first await, so that a receive() never awaited takes no message. It also has the
+    coroutine methods: apps that create_task(receive()) (Django Channels does) work as with a
+    coroutine."""
+
+    __slots__ = ("ws", "steps")
+
+    def __init__(self, ws: _WebSocket) -> None:
+        self.ws = ws
+        self.steps: Any = None
+
+    def __await__(self) -> Any:
+        # iter(future) is future.__await__() without the method lookup.
+        return iter(self.ws._next_event())
+
+    def _steps(self) -> Any:
+        if self.steps is None:
+            self.steps = iter(self.ws._next_event())
+        return self.steps
+
+    def __iter__(self) -> _Receive:
+        return self
+
+    def __next__(self) -> Any:
+        return self._steps().send(None)
+
+    def send(self, value: object) -> Any:
+        return self._steps().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        return self._steps().throw(typ, val, tb)
+
+    def close(self) -> None:
+        pass
+
+
+collections.abc.Coroutine.register(_Receive)
 
 
 class _Sent:

@@ -5,6 +5,7 @@ where frames must be built by hand (fragmentation, pings, unanswered keepalives)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -651,3 +652,29 @@ async def test_an_app_that_raises_before_returning_an_awaitable_gets_500(running
         async with connect(srv.ws_url("/")):
             pass
     assert info.value.response.status_code == 500
+
+
+async def test_a_receive_given_up_on_loses_no_message(running_server):
+    # A receive() created and dropped, and one cancelled by a timeout, must leave the next
+    # message to the receive() that is awaited.
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return await apps.hello(scope, receive, send)
+        await receive()
+        await send({"type": "websocket.accept"})
+        receive().close()  # created, never awaited (closed: no "never awaited" warning)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(receive(), 0.05)  # nothing sent yet: times out
+        await send({"type": "websocket.send", "text": "ready"})
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            await send({"type": "websocket.send", "text": "got " + message["text"]})
+
+    srv = running_server(app)
+    async with connect(srv.ws_url("/")) as ws:
+        assert await within(ws.recv()) == "ready"
+        for text in ("one", "two"):
+            await within(ws.send(text))
+            assert await within(ws.recv()) == "got " + text

@@ -1,8 +1,12 @@
-# The compiled codec's FrameReader, for other compiled modules (fastws/ws/protocol.py, built by
-# setup.py) to call without Python method lookups. The Python-facing contract is _speedups.pyi.
+# What other compiled modules (fastws/ws/protocol.py, built by setup.py) call in C, without
+# Python calls or lookups: FrameReader's fields and methods, and data_frame(). The
+# Python-facing contract is _speedups.pyi.
 
 cimport cython
 from libc.stdint cimport uint8_t, uint64_t
+
+
+cdef bytes data_frame(int opcode, object payload)
 
 
 @cython.final

@@ -191,6 +191,16 @@ cdef inline Py_ssize_t _write_header(uint8_t* h, uint8_t b0, Py_ssize_t n, bint 
 
 
 def encode_frame(Py_ssize_t opcode, payload, *, bint fin=True, bint rsv1=False, mask=None):
+    return _encode(opcode, payload, fin, rsv1, mask)
+
+
+cdef bytes data_frame(int opcode, object payload):
+    """encode_frame(opcode, payload) for compiled callers (declared in _speedups.pxd): a
+    final, unmasked frame, without a Python call per frame."""
+    return _encode(opcode, payload, True, False, None)
+
+
+cdef bytes _encode(Py_ssize_t opcode, object payload, bint fin, bint rsv1, object mask):
     cdef int held
     cdef Py_buffer view
     cdef const uint8_t* src

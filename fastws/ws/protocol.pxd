@@ -2,7 +2,7 @@
 # with typed fields, and the helpers below become C methods. Everything the transport, the
 # loop (call_later) or the app calls stays a Python method in protocol.py.
 
-from fastws._speedups cimport FrameReader as CompiledReader
+from fastws._speedups cimport FrameReader as CompiledReader, data_frame
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG

@@ -484,7 +484,10 @@ class _WebSocket:
                     data = message.get("text")
                     opcode = _TEXT
                 if type(data) is str or (type(data) is bytes and len(data) < _WRITEV_MIN):
-                    frame = encode_frame(opcode, data)
+                    if COMPILED:  # the codec's C function (cimported in protocol.pxd)
+                        frame = data_frame(opcode, data)  # type: ignore[name-defined]  # noqa: F821
+                    else:
+                        frame = encode_frame(opcode, data)
                     self.transport.write(frame)
                     if self.stats:
                         self.msgs_out += 1

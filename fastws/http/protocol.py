@@ -66,6 +66,19 @@ def simple_response(status: int, body: bytes, default_headers: list[tuple[bytes,
     return b"".join(parts)
 
 
+# fastws.ws.protocol imports this module, so it is imported on the first upgrade and kept here
+# (an import statement per upgrade costs a call into importlib's _handle_fromlist).
+_WebSocketProtocol: Any = None
+
+
+def _import_websocket_protocol() -> Any:
+    global _WebSocketProtocol
+    from fastws.ws.protocol import WebSocketProtocol
+
+    _WebSocketProtocol = WebSocketProtocol
+    return WebSocketProtocol
+
+
 class HttpProtocol(asyncio.BufferedProtocol):
     def __init__(
         self,
@@ -332,8 +345,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self.transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
-        from fastws.ws.protocol import WebSocketProtocol
-
+        websocket_protocol = _WebSocketProtocol or _import_websocket_protocol()
         self._fill_path()
         offer = handshake.validate_request(
             self.parser.get_method(), self.scope["http_version"], self.headers
@@ -358,7 +370,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.connections.discard(self)
         self.deadline = 0.0
         self.flow.resume_reading()  # the WebSocket side keeps its own flow control from here
-        protocol = WebSocketProtocol(
+        protocol = websocket_protocol(
             config=self.config,
             server_state=self.server_state,
             app_state=self.app_state,

@@ -115,7 +115,7 @@ def validate_request(method: bytes, http_version: str, headers: Headers) -> Offe
 
 def accept_key(key: bytes) -> bytes:
     """Sec-WebSocket-Accept for a client key (RFC 6455 §4.2.2 step 5.4)."""
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest(), newline=False)
 
 
 def _head(status_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:

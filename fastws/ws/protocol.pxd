@@ -57,6 +57,7 @@ cdef class _WebSocket:
     cdef _wake(self)
     cdef _pop(self)
     cdef _next_event(self)
+    cdef _write_frame(self, bytes frame)
     cdef _app_finished(self)
     cdef _close_finished(self, object code)
     cdef _handshake_message(self, object message)

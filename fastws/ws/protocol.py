@@ -488,12 +488,15 @@ class _WebSocket:
                         frame = data_frame(opcode, data)  # type: ignore[name-defined]  # noqa: F821
                     else:
                         frame = encode_frame(opcode, data)
-                    self.transport.write(frame)
-                    if self.stats:
-                        self.msgs_out += 1
-                        self.bytes_out += len(frame)
+                    self._write_frame(frame)
                     return SENT
         return self._send(message)
+
+    def _write_frame(self, frame: bytes) -> None:
+        self.transport.write(frame)
+        if self.stats:
+            self.msgs_out += 1
+            self.bytes_out += len(frame)
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self.state == OPEN:
@@ -526,10 +529,7 @@ class _WebSocket:
                     return
                 else:
                     frame = encode_frame(opcode, data)
-                self.transport.write(frame)
-                if self.stats:
-                    self.msgs_out += 1
-                    self.bytes_out += len(frame)
+                self._write_frame(frame)
                 return
             if message_type == "websocket.close":
                 self._send_close(message.get("code", 1000), message.get("reason") or "")

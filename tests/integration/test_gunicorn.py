@@ -22,17 +22,17 @@ import pytest
 
 from .conftest import (
     HOST,
-    OP_TEXT,
     REPO_ROOT,
     ServerProcess,
     find_free_port,
-    frame,
     subprocess_env,
 )
 from .test_workers import (
     WORKERS_APP,
+    echo_on_each,
     expect_close_1012,
     http_get,
+    pids_through_recycling,
     serving_pids,
     websockets_on,
     write_module,
@@ -92,15 +92,7 @@ async def test_two_workers_serve_http_and_websocket(gunicorn_process):
     proc = gunicorn_process("--workers", "2")
     pids = serving_pids(proc.port, 2)
     assert proc.proc.pid not in pids
-    conns = await websockets_on(proc.port, pids)
-    try:
-        for pid, conn in conns.items():
-            await conn.send(frame(OP_TEXT, f"hi {pid}"))
-            echo = await conn.read_frame()
-            assert (echo.opcode, echo.payload) == (OP_TEXT, f"hi {pid}".encode())
-    finally:
-        for conn in conns.values():
-            await conn.close()
+    await echo_on_each(proc.port, pids)
     for pid in pids:
         assert f"Started server process [{pid}]" in proc.output, proc.output
 
@@ -146,17 +138,7 @@ def test_worker_with_a_blocked_loop_is_killed_by_the_arbiter(gunicorn_process):
 def test_max_requests_recycles_workers(gunicorn_process):
     proc = gunicorn_process("--workers", "2", "--max-requests", "5")
     first = serving_pids(proc.port, 2, path="/")
-    seen = set(first)
-    deadline = time.monotonic() + 30
-    while len(seen) < 4:
-        assert time.monotonic() < deadline, f"pids seen: {seen}"
-        try:
-            status, body = http_get(proc.port, "/")
-        except OSError as exc:
-            raise AssertionError(f"request failed after {seen}: {exc!r}\n{proc.output}") from exc
-        assert status == 200, body
-        seen.add(int(body))
-        time.sleep(0.02)
+    seen = pids_through_recycling(proc, first, 4)
     assert seen - first
     assert "Maximum request limit of 5 exceeded" in proc.output, proc.output
 

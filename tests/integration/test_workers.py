@@ -29,6 +29,7 @@ from .conftest import (
     IS_FASTWS,
     OP_TEXT,
     RawConnection,
+    ServerProcess,
     close_frame,
     frame,
     run_cli,
@@ -123,6 +124,36 @@ def serving_pids(port: int, want: int, timeout_s: float = 20.0, path: str = "/bl
                     continue
                 if status == 200:
                     seen.add(int(body))
+    return seen
+
+
+async def echo_on_each(port: int, pids: Iterable[int]) -> None:
+    """A WebSocket on each of ``pids`` (see websockets_on) echoes a message naming it."""
+    conns = await websockets_on(port, pids)
+    try:
+        for pid, conn in conns.items():
+            await conn.send(frame(OP_TEXT, f"hello {pid}"))
+            echo = await conn.read_frame()
+            assert (echo.opcode, echo.payload) == (OP_TEXT, f"hello {pid}".encode())
+    finally:
+        for conn in conns.values():
+            await conn.close()
+
+
+def pids_through_recycling(proc: ServerProcess, first: set[int], want: int) -> set[int]:
+    """Pids answering one request at a time until ``want`` distinct ones did, starting from
+    ``first``: every request must succeed while workers retire and get replaced."""
+    seen = set(first)
+    deadline = time.monotonic() + 30
+    while len(seen) < want:
+        assert time.monotonic() < deadline, f"pids seen: {seen}"
+        try:
+            status, body = http_get(proc.port, "/")
+        except OSError as exc:
+            raise AssertionError(f"request failed after {seen}: {exc!r}\n{proc.output}") from exc
+        assert status == 200, body
+        seen.add(int(body))
+        time.sleep(0.02)
     return seen
 
 
@@ -232,15 +263,7 @@ def start_workers(server_process, tmp_path: Path, *args: str, workers: int = 2):
 async def test_every_worker_serves_http_and_websocket(server_process, tmp_path):
     proc, pids = start_workers(server_process, tmp_path)
     assert len(pids) == 2 and proc.proc.pid not in pids
-    conns = await websockets_on(proc.port, pids)
-    try:
-        for pid, conn in conns.items():
-            await conn.send(frame(OP_TEXT, f"hello {pid}"))
-            echo = await conn.read_frame()
-            assert (echo.opcode, echo.payload) == (OP_TEXT, f"hello {pid}".encode())
-    finally:
-        for conn in conns.values():
-            await conn.close()
+    await echo_on_each(proc.port, pids)
     output = proc.output
     assert f"Started parent process [{proc.proc.pid}]" in output, output
     for pid in pids:
@@ -363,18 +386,7 @@ def test_ttin_and_ttou_change_the_worker_count(server_process, tmp_path):
 )
 def test_limit_max_requests_recycles_workers(server_process, tmp_path):
     proc, first = start_workers(server_process, tmp_path, "--limit-max-requests", "5")
-    seen: set[int] = set(first)
-    deadline = time.monotonic() + 30
-    # Every request must succeed while workers retire and get replaced.
-    while len(seen) < 4:
-        assert time.monotonic() < deadline, f"pids seen: {seen}"
-        try:
-            status, body = http_get(proc.port, "/")
-        except OSError as exc:
-            raise AssertionError(f"request failed after {seen}: {exc!r}\n{proc.output}") from exc
-        assert status == 200, body
-        seen.add(int(body))
-        time.sleep(0.02)
+    seen = pids_through_recycling(proc, first, 4)
     assert seen - first, "new workers took over"
     wait_until(lambda: len(worker_children(proc.proc.pid)) == 2, 15, "back to two worker processes")
     assert "Maximum request limit of 5 exceeded" in proc.output

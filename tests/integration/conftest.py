@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -487,3 +489,13 @@ def run_cli(
         timeout=timeout_s,
         start_new_session=True,
     )
+
+
+@pytest.fixture(scope="module")
+def chat_module() -> ModuleType:
+    """examples/chat.py loaded as a module, for tests of the demo's hub in process."""
+    spec = importlib.util.spec_from_file_location("chat_example", REPO_ROOT / "examples/chat.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

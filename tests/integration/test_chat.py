@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-import importlib.util
 import json
 import re
 import time
@@ -314,15 +313,6 @@ def test_vanished_peer_does_not_break_the_broadcast(chat_server: ChatServer) -> 
 
 
 # --- the hub in process: peers whose sends block or fail -----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chat_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("chat_example", REPO_ROOT / "examples/chat.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Recorder:

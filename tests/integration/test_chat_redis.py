@@ -39,7 +39,6 @@ from websockets.exceptions import ConnectionClosed
 from integration.chat_server import (
     HOST,
     RECV_TIMEOUT_S,
-    REPO_ROOT,
     STARTUP_TIMEOUT_S,
     ChatServer,
     Event,
@@ -472,15 +471,6 @@ def test_recovers_after_redis_restart(cluster: Cluster) -> None:
 
 
 # --- the hub in process: crash reaping and a Redis that is not there yet --------------------------
-
-
-@pytest.fixture(scope="module")
-def chat_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("chat_example", REPO_ROOT / "examples/chat.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

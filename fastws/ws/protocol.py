@@ -476,7 +476,11 @@ class _WebSocket:
         (32 B echo: -0.2 us/msg). Everything else runs in the _send() coroutine, so its errors
         are raised where the app awaits, as for any ASGI server."""
         if self.state == OPEN and self.deflate is None and not self.flow.write_paused:
-            if message["type"] == "websocket.send":
+            try:
+                message_type = message["type"]
+            except Exception:  # raised again by _send(), where the app awaits
+                return self._send(message)
+            if message_type == "websocket.send":
                 data = message.get("bytes")
                 if data is not None:
                     opcode = _BINARY

@@ -614,11 +614,16 @@ async def test_a_bad_send_raises_where_the_app_awaits_it(running_server):
         await receive()
         await send({"type": "websocket.accept"})
         pending = send({"type": "websocket.send"})  # neither bytes nor text
+        untyped = send({})
         events.add("called")
         try:
             await pending
         except RuntimeError as exc:
             events.add(("raised", str(exc)))
+        try:
+            await untyped
+        except KeyError as exc:
+            events.add(("raised", repr(exc)))
         await send({"type": "websocket.send", "text": "still open"})
         await receive()
 
@@ -626,7 +631,11 @@ async def test_a_bad_send_raises_where_the_app_awaits_it(running_server):
     async with connect(srv.ws_url("/")) as ws:
         assert await within(ws.recv()) == "still open"
     # Called first, raised later: nothing was raised by the call itself.
-    assert list(events) == ["called", ("raised", "websocket.send needs 'bytes' or 'text'.")]
+    assert list(events) == [
+        "called",
+        ("raised", "websocket.send needs 'bytes' or 'text'."),
+        ("raised", "KeyError('type')"),
+    ]
 
 
 async def test_an_app_that_returns_an_awaitable_without_being_async(running_server):

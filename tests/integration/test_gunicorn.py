@@ -9,7 +9,6 @@ fastws Config.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -30,11 +29,10 @@ from .conftest import (
 from .test_workers import (
     WORKERS_APP,
     echo_on_each,
-    expect_close_1012,
     http_get,
     pids_through_recycling,
     serving_pids,
-    websockets_on,
+    stop_with_1012,
     write_module,
 )
 
@@ -101,16 +99,7 @@ async def test_sigterm_closes_websockets_with_1012_and_exits_0(gunicorn_process)
     graceful_s = 5
     proc = gunicorn_process("--workers", "2", "--graceful-timeout", str(graceful_s))
     pids = serving_pids(proc.port, 2)
-    conns = await websockets_on(proc.port, pids)
-    try:
-        started = time.monotonic()
-        proc.signal(signal.SIGTERM)
-        await asyncio.gather(*(expect_close_1012(conn) for conn in conns.values()))
-        code = await asyncio.to_thread(proc.wait, graceful_s + 5)
-        elapsed = time.monotonic() - started
-    finally:
-        for conn in conns.values():
-            await conn.close()
+    code, elapsed = await stop_with_1012(proc, pids, signal.SIGTERM, graceful_s)
     assert code == 0, proc.output
     assert elapsed < graceful_s, elapsed
     assert "Application shutdown complete" in proc.output, proc.output

@@ -140,6 +140,23 @@ async def echo_on_each(port: int, pids: Iterable[int]) -> None:
             await conn.close()
 
 
+async def stop_with_1012(
+    proc: ServerProcess, pids: Iterable[int], sig: int, graceful_s: float
+) -> tuple[int, float]:
+    """Open a WebSocket on each of ``pids``, send ``sig``: each must close with 1012. Returns
+    the exit code and the seconds from the signal to the exit."""
+    conns = await websockets_on(proc.port, pids)
+    try:
+        started = time.monotonic()
+        proc.signal(sig)
+        await asyncio.gather(*(expect_close_1012(conn) for conn in conns.values()))
+        code = await asyncio.to_thread(proc.wait, graceful_s + 5)
+        return code, time.monotonic() - started
+    finally:
+        for conn in conns.values():
+            await conn.close()
+
+
 def pids_through_recycling(proc: ServerProcess, first: set[int], want: int) -> set[int]:
     """Pids answering one request at a time until ``want`` distinct ones did, starting from
     ``first``: every request must succeed while workers retire and get replaced."""
@@ -295,16 +312,7 @@ async def test_stop_signal_closes_websockets_on_every_worker_with_1012(
 ):
     graceful_s = 5
     proc, pids = start_workers(server_process, tmp_path, "--timeout-graceful-shutdown", "5")
-    conns = await websockets_on(proc.port, pids)
-    try:
-        started = time.monotonic()
-        proc.signal(sig)
-        await asyncio.gather(*(expect_close_1012(conn) for conn in conns.values()))
-        code = await asyncio.to_thread(proc.wait, graceful_s + 5)
-        elapsed = time.monotonic() - started
-    finally:
-        for conn in conns.values():
-            await conn.close()
+    code, elapsed = await stop_with_1012(proc, pids, sig, graceful_s)
     assert code == 0, proc.output
     assert elapsed < graceful_s + 1, elapsed
     assert not any(alive(pid) for pid in pids)

@@ -19,7 +19,6 @@ import asyncio
 import collections.abc
 import logging
 import os
-from asyncio import Future
 from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -409,9 +408,9 @@ class _WebSocket:
     def _next_event(self) -> asyncio.Future[dict[str, Any]]:
         """The app's next event as a future: complete already if there is one, else the one
         buffer_updated() or _wake() completes with it."""
-        # Future() takes the running loop (this one) itself: loop.create_future() adds a
-        # Python-level call that builds the same object (-940 instructions per message).
-        future: asyncio.Future[dict[str, Any]] = Future()
+        # Not asyncio.Future(): without a loop argument it looks up the running loop, which on
+        # Python 3.11 costs a getpid() system call per message (fewer instructions, more time).
+        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         if not self.connect_sent:
             self.connect_sent = True
             future.set_result({"type": "websocket.connect"})

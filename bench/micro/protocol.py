@@ -1,12 +1,19 @@
-"""Per-message cost of fastws's WebSocket protocol, without sockets.
+"""Per-message and per-connection cost of fastws's protocols, without sockets.
 
-Drives fastws.ws.protocol.WebSocketProtocol with an in-memory transport and a raw ASGI echo
-app: each round delivers BATCH masked 32-byte text frames in one read and runs the loop until
-the app has echoed them all. What it measures is the Python/Cython work per message (read
-dispatch, ASGI event dicts, receive/send round trip, frame encoding), the part a profile of the
-server under load attributes to fastws rather than to the kernel.
+Messages (the default): drives fastws.ws.protocol.WebSocketProtocol with an in-memory
+transport and a raw ASGI echo app: each round delivers BATCH masked 32-byte text frames in one
+read and runs the loop until the app has echoed them all. What it measures is the
+Python/Cython work per message (read dispatch, ASGI event dicts, receive/send round trip, frame
+encoding), the part a profile of the server under load attributes to fastws rather than to the
+kernel.
+
+Connections (--connections N): the lifecycle of `wsload connect` without the kernel: an
+HttpProtocol gets the upgrade request, hands over to the WebSocket protocol, the app accepts,
+echoes one 32-byte message and the client closes. Measures the per-connection work (request
+parsing, handshake, scopes, the app's task), the user-space part of new connections/s.
 
     .venv/bin/python bench/micro/protocol.py [--messages N] [--batch B] [--loop uvloop|asyncio]
+    .venv/bin/python bench/micro/protocol.py --connections 20000
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ class MemoryTransport(asyncio.Transport):
         self.written = 0
         self.frames = 0
         self.closing = False
+        self.protocol: Any = None
 
     def write(self, data: Any) -> None:
         self.written += len(data)
@@ -49,6 +57,23 @@ class MemoryTransport(asyncio.Transport):
         pass
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+
+class TCPMemoryTransport(MemoryTransport):
+    """What the upgrade path asks of a TCP transport: the two addresses."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return ("127.0.0.1", 8000)
+        if name == "peername":
+            return ("127.0.0.1", 50000)
         return default
 
 
@@ -105,12 +130,63 @@ async def run(messages: int, batch: int) -> float:
     return elapsed / sent
 
 
+UPGRADE_REQUEST = (
+    b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def feed(protocol: Any, data: bytes) -> None:
+    buf = protocol.get_buffer(-1)
+    buf[: len(data)] = data
+    protocol.buffer_updated(len(data))
+
+
+async def run_connections(connections: int) -> float:
+    """Seconds per connection: upgrade, accept, one echoed message, client close."""
+    from fastws.http.protocol import HttpProtocol
+
+    config = Config(echo, ws_ping_interval=None, access_log=False, log_level="warning")
+    config.load()
+    state = ServerState()
+    loop = asyncio.get_running_loop()
+    message = encode_frame(1, "x" * 32, mask=os.urandom(4))
+    close = encode_frame(8, b"\x03\xe8", mask=os.urandom(4))
+    start = time.perf_counter()
+    for _ in range(connections):
+        transport = TCPMemoryTransport()
+        http = HttpProtocol(config, state, {}, loop)
+        transport.protocol = http
+        http.connection_made(transport)
+        feed(http, UPGRADE_REQUEST)
+        while transport.frames < 1:  # the 101 response
+            await asyncio.sleep(0)
+        ws = transport.protocol
+        feed(ws, message)
+        while transport.frames < 2:  # the echo
+            await asyncio.sleep(0)
+        feed(ws, close)
+        while not transport.closing:  # our close frame, then the transport closed
+            await asyncio.sleep(0)
+        ws.connection_lost(None)
+        while ws.task in state.tasks:  # the app has returned and its task is done
+            await asyncio.sleep(0)
+    elapsed = time.perf_counter() - start
+    if state.connections or state.tasks:
+        raise SystemExit(f"leaked: {len(state.connections)} connections, {len(state.tasks)} tasks")
+    return elapsed / connections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--connections", type=int, help="measure whole connections instead (e.g. 20000)"
+    )
     args = parser.parse_args()
     if args.loop == "uvloop":
         import uvloop
@@ -122,10 +198,19 @@ def main() -> None:
     for _ in range(args.rounds):
         loop = new_loop()
         try:
-            results.append(loop.run_until_complete(run(args.messages, args.batch)))
+            if args.connections:
+                results.append(loop.run_until_complete(run_connections(args.connections)))
+            else:
+                results.append(loop.run_until_complete(run(args.messages, args.batch)))
         finally:
             loop.close()
     med = statistics.median(results)
+    if args.connections:
+        print(
+            f"codec={IMPLEMENTATION} loop={args.loop}: {med * 1e6:.2f} us/connection "
+            f"(min {min(results) * 1e6:.2f}, max {max(results) * 1e6:.2f})"
+        )
+        return
     print(
         f"codec={IMPLEMENTATION} loop={args.loop} batch={args.batch}: "
         f"{med * 1e6:.2f} us/message (min {min(results) * 1e6:.2f}, max {max(results) * 1e6:.2f}), "

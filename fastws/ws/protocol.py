@@ -474,26 +474,30 @@ class _WebSocket:
         call, which then returns SENT, an awaitable already complete: no coroutine per message
         (32 B echo: -0.2 us/msg). Everything else runs in the _send() coroutine, so its errors
         are raised where the app awaits, as for any ASGI server."""
-        if self.state == OPEN and self.deflate is None and not self.flow.write_paused:
-            try:
-                message_type = message["type"]
-            except Exception:  # raised again by _send(), where the app awaits
-                return self._send(message)
-            if message_type == "websocket.send":
-                data = message.get("bytes")
-                if data is not None:
-                    opcode = _BINARY
-                else:
-                    data = message.get("text")
-                    opcode = _TEXT
-                if type(data) is str or (type(data) is bytes and len(data) < _WRITEV_MIN):
-                    if COMPILED:  # the codec's C function (cimported in protocol.pxd)
-                        frame = data_frame(opcode, data)  # type: ignore[name-defined]  # noqa: F821
-                    else:
-                        frame = encode_frame(opcode, data)
-                    self._write_frame(frame)
-                    return SENT
+        if type(message) is dict and self.state == OPEN and self.deflate is None:
+            if self._send_now(message):
+                return SENT
         return self._send(message)
+
+    def _send_now(self, message: dict[str, Any]) -> bool:
+        """Write an uncompressed data frame now if ``message`` is one and writing is not paused
+        (typed as a dict in the compiled build: its lookups are C calls)."""
+        if self.flow.write_paused or message.get("type") != "websocket.send":
+            return False  # a message without a type fails in _send(), where the app awaits
+        data = message.get("bytes")
+        if data is not None:
+            opcode = _BINARY
+        else:
+            data = message.get("text")
+            opcode = _TEXT
+        if type(data) is str or (type(data) is bytes and len(data) < _WRITEV_MIN):
+            if COMPILED:  # the codec's C function (cimported in protocol.pxd)
+                frame = data_frame(opcode, data)  # type: ignore[name-defined]  # noqa: F821
+            else:
+                frame = encode_frame(opcode, data)
+            self._write_frame(frame)
+            return True
+        return False
 
     def _write_frame(self, frame: bytes) -> None:
         self.transport.write(frame)

@@ -41,8 +41,11 @@ class Rejection:
     headers: Headers = field(default_factory=list)
 
 
-def _tokens(value: bytes) -> set[bytes]:
-    return {t.strip().lower() for t in value.split(b",")}
+def _has_token(value: bytes, token: bytes) -> bool:
+    """Whether a comma-separated header value lists ``token`` (lowercase), in any case."""
+    value = value.strip().lower()
+    # Fast path: a browser sends "websocket" and "Upgrade" alone (new connections/s).
+    return value == token or (token in value and token in {t.strip() for t in value.split(b",")})
 
 
 def _list(values: Iterable[bytes]) -> list[str]:
@@ -54,7 +57,10 @@ def _list(values: Iterable[bytes]) -> list[str]:
 
 def is_websocket_upgrade(headers: Headers) -> bool:
     """True when the request asks for a WebSocket upgrade (Upgrade: websocket, any case)."""
-    return any(name == b"upgrade" and b"websocket" in _tokens(value) for name, value in headers)
+    for name, value in headers:
+        if name == b"upgrade" and _has_token(value, b"websocket"):
+            return True
+    return False
 
 
 def validate_request(method: bytes, http_version: str, headers: Headers) -> Offer | Rejection:
@@ -82,9 +88,9 @@ def validate_request(method: bytes, http_version: str, headers: Headers) -> Offe
     extensions: list[bytes] = []
     for name, value in headers:
         if name == b"upgrade":
-            upgrade = upgrade or b"websocket" in _tokens(value)
+            upgrade = upgrade or _has_token(value, b"websocket")
         elif name == b"connection":
-            connection = connection or b"upgrade" in _tokens(value)
+            connection = connection or _has_token(value, b"upgrade")
         elif name == b"sec-websocket-key":
             key = value.strip()
             keys += 1
@@ -133,19 +139,18 @@ def accept_response(
 ) -> bytes:
     """The 101 response: handshake headers first, then ``headers`` (the application's and the
     server's defaults, already merged by the caller)."""
-    parts = _head(
-        b"HTTP/1.1 101 Switching Protocols\r\n",
-        [
-            (b"upgrade", b"websocket"),
-            (b"connection", b"Upgrade"),
-            (b"sec-websocket-accept", accept_key(key)),
-        ],
-    )
+    parts = [
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-accept: ",
+        accept_key(key),
+        b"\r\n",
+    ]
     if subprotocol is not None:
         parts += [b"sec-websocket-protocol: ", subprotocol.encode("latin-1"), b"\r\n"]
     if extension:
         parts += [b"sec-websocket-extensions: ", extension, b"\r\n"]
-    parts += _head(b"", headers)
+    for name, value in headers:
+        parts += [name, b": ", value, b"\r\n"]
     parts.append(b"\r\n")
     return b"".join(parts)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 
 import aiohttp
 import pytest
@@ -687,3 +688,32 @@ async def test_a_receive_given_up_on_loses_no_message(running_server):
         for text in ("one", "two"):
             await within(ws.send(text))
             assert await within(ws.recv()) == "got " + text
+
+
+async def test_the_app_resumes_in_its_own_task_and_context(running_server):
+    # A receive() may be completed straight from the read callback: the app must still resume
+    # as its own task (asyncio.current_task()), with its own context variables.
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return await apps.hello(scope, receive, send)
+        task = asyncio.current_task()
+        await receive()
+        await send({"type": "websocket.accept"})
+        var.set("mine")
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            same = asyncio.current_task() is task
+            reply = f"{message['text']} {var.get('lost')} {same}"
+            await send({"type": "websocket.send", "text": reply})
+
+    srv = running_server(app)
+    async with connect(srv.ws_url("/")) as ws, connect(srv.ws_url("/")) as other:
+        for text in ("one", "two"):
+            await within(ws.send(text))
+            await within(other.send(text + "!"))
+            assert await within(ws.recv()) == f"{text} mine True"
+            assert await within(other.recv()) == f"{text}! mine True"

@@ -80,7 +80,7 @@ def _import_websocket_protocol() -> Any:
 
 
 class HttpProtocol(asyncio.BufferedProtocol):
-    # Slots: a connection's ~40 fields are set in __init__ without growing a __dict__ (new
+    # Slots: a connection's ~30 fields are set in __init__ without growing a __dict__ (new
     # connections/s), and an idle keep-alive connection is smaller.
     __slots__ = (
         "config",

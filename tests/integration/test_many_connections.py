@@ -26,7 +26,7 @@ from .test_hostile import fd_baseline, fd_count, proc_status_kib, wait_fds
 
 N = int(os.environ.get("FASTWS_MANY_CONNECTIONS", "10000"))
 HANDSHAKES_IN_FLIGHT = 200
-PER_CONNECTION_KIB_MAX = 24  # measured about 9-10 KiB (docs/robustness.md)
+PER_CONNECTION_KIB_MAX = 24  # measured about 7.6 KiB (docs/robustness.md)
 
 
 class IdleClient(asyncio.Protocol):

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from fastws.config import Config
+from fastws.http.protocol import HttpProtocol
 from fastws.server import ServerState
 from fastws.ws import handshake
 from fastws.ws.frames import IMPLEMENTATION, encode_frame
@@ -92,9 +93,27 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
         await send(reply)
 
 
-async def run(messages: int, batch: int) -> float:
+UPGRADE_REQUEST = (
+    b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def feed(protocol: Any, data: bytes) -> None:
+    buf = protocol.get_buffer(-1)
+    buf[: len(data)] = data
+    protocol.buffer_updated(len(data))
+
+
+def loaded_config() -> Config:
     config = Config(echo, ws_ping_interval=None, access_log=False, log_level="warning")
     config.load()
+    return config
+
+
+async def run(messages: int, batch: int) -> float:
+    config = loaded_config()
     state = ServerState()
     transport = MemoryTransport()
     scope = {
@@ -117,9 +136,7 @@ async def run(messages: int, batch: int) -> float:
     start = time.perf_counter()
     while sent < messages:
         target = transport.frames + batch
-        buf = proto.get_buffer(-1)
-        buf[: len(chunk)] = chunk
-        proto.buffer_updated(len(chunk))
+        feed(proto, chunk)
         sent += batch
         while transport.frames < target:
             await asyncio.sleep(0)
@@ -130,25 +147,9 @@ async def run(messages: int, batch: int) -> float:
     return elapsed / sent
 
 
-UPGRADE_REQUEST = (
-    b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"
-    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n"
-)
-
-
-def feed(protocol: Any, data: bytes) -> None:
-    buf = protocol.get_buffer(-1)
-    buf[: len(data)] = data
-    protocol.buffer_updated(len(data))
-
-
 async def run_connections(connections: int) -> float:
     """Seconds per connection: upgrade, accept, one echoed message, client close."""
-    from fastws.http.protocol import HttpProtocol
-
-    config = Config(echo, ws_ping_interval=None, access_log=False, log_level="warning")
-    config.load()
+    config = loaded_config()
     state = ServerState()
     loop = asyncio.get_running_loop()
     message = encode_frame(1, "x" * 32, mask=os.urandom(4))

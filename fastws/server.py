@@ -25,6 +25,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from fastws import malloc
 from fastws.config import Config
 from fastws.http.protocol import HttpProtocol
 from fastws.lifespan import make_lifespan
@@ -92,6 +93,9 @@ class Server:
         if not config.loaded:
             config.load()
         self.lifespan = make_lifespan(config)
+        tuned = malloc.tune(config.ws_max_size)
+        if tuned is not None:
+            logger.debug("malloc thresholds: mmap %d, trim %d bytes", *tuned)
         logger.info("Started server process [%d]", process_id)
         await self.startup(sockets=sockets)
         if self.should_exit:

@@ -104,3 +104,28 @@ def test_missing_attribute_exits_non_zero_with_message():
     result = run_cli("tests.integration.apps:no_such_app", "--port", "0")
     assert result.returncode != 0
     assert "no_such_app" in result.stdout + result.stderr
+
+
+def _glibc() -> bool:
+    from fastws import malloc
+
+    return malloc.is_glibc()
+
+
+@pytest.mark.skipif(
+    not IS_FASTWS or not _glibc(), reason="fastws's malloc tuning (docs/deployment.md), glibc only"
+)
+def test_each_server_sets_malloc_thresholds_for_its_largest_message(server_process):
+    proc = server_process(
+        "tests.integration.apps:hello", "--log-level", "debug", "--ws-max-size", "4194304"
+    )
+    assert "malloc thresholds: mmap 4194304, trim 8388608 bytes" in proc.output, proc.output
+    # A user who tunes malloc through the environment keeps their settings.
+    own = server_process(
+        "tests.integration.apps:hello",
+        "--log-level",
+        "debug",
+        env={"MALLOC_TRIM_THRESHOLD_": "131072"},
+    )
+    assert "Started server process" in own.output, own.output
+    assert "malloc thresholds" not in own.output, own.output

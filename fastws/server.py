@@ -112,13 +112,8 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         self._update_default_headers()
-        factory = partial(
-            HttpProtocol,
-            config=config,
-            server_state=self.server_state,
-            app_state=self.lifespan.state,
-            _loop=loop,
-        )
+        # Positional: the loop calls this once per accepted connection.
+        factory = partial(HttpProtocol, config, self.server_state, self.lifespan.state, loop)
         try:
             if sockets is not None:  # inherited from a supervisor or gunicorn
                 for sock in sockets:

@@ -24,7 +24,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from fastws.http.flow_control import FlowControl
-from fastws.http.protocol import STATUS_LINES, ClientDisconnected, simple_response, status_line
+from fastws.http.protocol import (
+    STATUS_LINES,
+    BufferedOnly,
+    ClientDisconnected,
+    simple_response,
+    status_line,
+)
 from fastws.ws import deflate, handshake
 from fastws.ws.frames import (
     FLAG_COMPRESSED,
@@ -58,6 +64,7 @@ _BINARY = int(Opcode.BINARY)
 _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
+_Future = asyncio.Future
 
 _WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 18-22 -> 15 us)
 _FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
@@ -125,13 +132,15 @@ class _WebSocket:
         client: tuple[str, int] | None,
         server: tuple[str, int] | None,
         loop: asyncio.AbstractEventLoop,
+        flow: FlowControl | None = None,
     ) -> None:
         self.config = config
         self.app: Any = config.loaded_app
         self.loop = loop
         self.server_state = server_state
         self.transport = transport
-        self.flow = FlowControl(transport)
+        # The upgraded connection's HTTP side hands over its flow control (same transport).
+        self.flow = flow if flow is not None else FlowControl(transport)
         self.offer = offer
         agreement = None
         if config.ws_per_message_deflate and offer.extensions:
@@ -410,7 +419,7 @@ class _WebSocket:
         buffer_updated() or _wake() completes with it."""
         # Not asyncio.Future(): without a loop argument it looks up the running loop, which on
         # Python 3.11 costs a getpid() system call per message (fewer instructions, more time).
-        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        future: asyncio.Future[dict[str, Any]] = _Future(loop=self.loop)
         if not self.connect_sent:
             self.connect_sent = True
             future.set_result({"type": "websocket.connect"})
@@ -560,9 +569,13 @@ class _WebSocket:
                 raise RuntimeError(f"Subprotocol {subprotocol!r} was not offered by the client.")
             if self.transport.is_closing():
                 raise ClientDisconnected
-            extra = _encode_headers(message.get("headers") or ())
-            names = {name for name, _ in extra}
-            extra += [h for h in self.server_state.default_headers if h[0] not in names]
+            headers = message.get("headers")
+            if headers:
+                extra = _encode_headers(headers)
+                names = {name for name, _ in extra}
+                extra += [h for h in self.server_state.default_headers if h[0] not in names]
+            else:
+                extra = self.server_state.default_headers
             self.transport.write(
                 handshake.accept_response(
                     self.offer.key,
@@ -729,7 +742,7 @@ class _WebSocket:
             )
 
 
-class WebSocketProtocol(_WebSocket, asyncio.BufferedProtocol):
+class WebSocketProtocol(_WebSocket, BufferedOnly):
     """What the transport talks to (asyncio's loop wants a BufferedProtocol instance)."""
 
     __slots__ = ()

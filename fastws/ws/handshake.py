@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import ipaddress
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -21,6 +23,13 @@ from http import HTTPStatus
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 Headers = list[tuple[bytes, bytes]]
+
+# Strict base64 (the alphabet, correct padding, nothing after it). Before Python 3.11 only
+# base64.b64decode(validate=True) has it, which checks with a regular expression first.
+if sys.version_info >= (3, 11):
+    _b64decode_strict = functools.partial(binascii.a2b_base64, strict_mode=True)
+else:
+    _b64decode_strict = functools.partial(base64.b64decode, validate=True)
 
 
 @dataclass
@@ -111,12 +120,14 @@ def validate_request(method: bytes, http_version: str, headers: Headers) -> Offe
     if keys != 1 or key is None:
         return Rejection(400, "missing or repeated Sec-WebSocket-Key")
     try:
-        raw = base64.b64decode(key, validate=True)
+        raw = _b64decode_strict(key)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 16:
         return Rejection(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
-    return Offer(key, _list(protocols), _list(extensions))
+    return Offer(
+        key, _list(protocols) if protocols else [], _list(extensions) if extensions else []
+    )
 
 
 def accept_key(key: bytes) -> bytes:

@@ -571,12 +571,7 @@ class _WebSocket:
             if self.transport.is_closing():
                 raise ClientDisconnected
             headers = message.get("headers")
-            if headers:
-                extra = _encode_headers(headers)
-                names = {name for name, _ in extra}
-                extra += [h for h in self.server_state.default_headers if h[0] not in names]
-            else:
-                extra = self.server_state.default_headers
+            extra = self._with_defaults(_encode_headers(headers) if headers else [])
             self.transport.write(
                 handshake.accept_response(
                     self.offer.key,
@@ -613,6 +608,13 @@ class _WebSocket:
                 f"'websocket.http.response.start', got '{message_type}'."
             )
 
+    def _with_defaults(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The app's headers (encoded), then the server's defaults it did not set itself."""
+        if not headers:
+            return self.server_state.default_headers  # read at once, never kept or changed
+        names = {name for name, _ in headers}
+        return headers + [h for h in self.server_state.default_headers if h[0] not in names]
+
     def _response_body(self, message: dict[str, Any]) -> None:
         if message["type"] != "websocket.http.response.body":
             raise RuntimeError(f"Expected 'websocket.http.response.body', got '{message['type']}'.")
@@ -625,10 +627,7 @@ class _WebSocket:
             status, headers = self._response_head
             self._response_head = None
             out.append(STATUS_LINES.get(status) or status_line(status))
-            names = {name for name, _ in headers}
-            for name, value in headers + [
-                h for h in self.server_state.default_headers if h[0] not in names
-            ]:
+            for name, value in self._with_defaults(headers):
                 out += [name, b": ", value, b"\r\n"]
             # Without a content-length the body ends with the connection (RFC 9112 §6.3).
             out.append(b"connection: close\r\n\r\n")

@@ -393,8 +393,14 @@ def test_ttin_and_ttou_change_the_worker_count(server_process, tmp_path):
     not IS_FASTWS, reason="uvicorn: requests reaching a retiring worker time out or are reset"
 )
 def test_limit_max_requests_recycles_workers(server_process, tmp_path):
-    proc, first = start_workers(server_process, tmp_path, "--limit-max-requests", "5")
-    seen = pids_through_recycling(proc, first, 4)
+    # Not start_workers: its concurrent probing could itself use up a worker's five requests.
+    module = write_module(tmp_path, "workers_app", WORKERS_APP)
+    proc = server_process(
+        f"{module}:app", "--app-dir", str(tmp_path), "--workers", "2", "--limit-max-requests", "5"
+    )
+    wait_until(lambda: len(worker_children(proc.proc.pid)) == 2, 15, "two worker processes")
+    first = worker_children(proc.proc.pid)
+    seen = pids_through_recycling(proc, set(), 4)
     assert seen - first, "new workers took over"
     wait_until(lambda: len(worker_children(proc.proc.pid)) == 2, 15, "back to two worker processes")
     assert "Maximum request limit of 5 exceeded" in proc.output

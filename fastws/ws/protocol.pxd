@@ -2,7 +2,7 @@
 # with typed fields, and the helpers below become C methods. Everything the transport, the
 # loop (call_later) or the app calls stays a Python method in protocol.py.
 
-from fastws._speedups cimport FrameReader as CompiledReader, data_frame
+from fastws._speedups cimport FrameReader as CompiledReader, data_frame, send_bytes
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
@@ -48,6 +48,7 @@ cdef class _WebSocket:
     cdef public object fail_handle
     cdef public object early
     cdef public object pong_pending
+    cdef public int fd
 
     cdef _dispatch(self, list messages)
     cdef bint _inflate(self, int opcode, object payload, bint closing) except -1

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import socket
+import threading
 
 import aiohttp
 import pytest
@@ -546,6 +548,55 @@ async def test_200_concurrent_connections_50_messages_each_in_order(running_serv
     results = await within(asyncio.gather(*(client(i) for i in range(connections))), 45)
     for i, got in enumerate(results):
         assert got == [f"{i}:{j}" for j in range(messages)]
+
+
+@pytest.mark.timeout(60)
+async def test_messages_to_a_client_that_reads_late_arrive_complete_and_in_order(running_server):
+    """The app sends faster than the client reads: small text messages with a large binary
+    one every 50th. Once the socket buffers are full, what the kernel does not take waits in
+    the transport and send() waits for it to drain; when the client reads again, writes go
+    straight out again. Nothing is lost or reordered across those switches (fastws sends
+    small frames on the socket itself, but only while the transport holds nothing)."""
+    count, small, large = 20_000, 1000, 40_000  # 36 MB: far more than the buffers below take
+    done = threading.Event()
+
+    def payload(i: int) -> bytes:
+        return (b"%08d" % i).ljust(large if i % 50 == 0 else small, b".")
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        for i in range(count):
+            if i % 50 == 0:
+                await send({"type": "websocket.send", "bytes": payload(i)})
+            else:
+                await send({"type": "websocket.send", "text": payload(i).decode()})
+        done.set()
+        await send({"type": "websocket.send", "text": "end"})
+        await receive()
+
+    srv = running_server(app)
+    # Small buffers on the client's side: its stream reader's, and a fixed socket receive
+    # buffer (no autotuning up to tcp_rmem's tens of MB).
+    conn = await RawConnection.open(srv.port, limit=2**16)
+    conn.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2**16)
+    assert (await conn.handshake("/")).status == 101
+    try:
+        await asyncio.sleep(0.5)
+        assert not done.is_set(), "the app sent everything to a client that was not reading"
+        for i in range(count):
+            got = await conn.read_frame()
+            opcode = OP_BINARY if i % 50 == 0 else OP_TEXT
+            assert (got.opcode, got.payload[:8], got.payload == payload(i)) == (
+                opcode,
+                b"%08d" % i,
+                True,
+            ), i
+        assert (await conn.read_frame()).payload == b"end"
+        await conn.send(close_frame(1000))
+        assert (await conn.read_close()).close_code == 1000
+    finally:
+        await conn.close()
 
 
 async def test_upgrade_request_on_a_keep_alive_connection_after_http(running_server):

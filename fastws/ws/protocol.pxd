@@ -59,6 +59,7 @@ cdef class _WebSocket:
     cdef _pop(self)
     cdef _next_event(self)
     cdef bint _send_now(self, dict message) except -1
+    cdef _write(self, bytes data)
     cdef _write_frame(self, bytes frame)
     cdef _app_finished(self)
     cdef _close_finished(self, object code)

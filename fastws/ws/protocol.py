@@ -321,7 +321,7 @@ class _WebSocket:
                     self.pong_pending = payload
                     self.flow.pause_reading()
                 else:
-                    self.transport.write(encode_frame(_PONG, payload))
+                    self._write(encode_frame(_PONG, payload))
             elif opcode == _PONG:
                 if self.pong_by:
                     self.pong_by = 0.0
@@ -393,7 +393,7 @@ class _WebSocket:
         """Send our close frame unless it went out already, drop TCP, tell the app."""
         if not self.close_sent:
             self.close_sent = True
-            self.transport.write(encode_close(code, reason))
+            self._write(encode_close(code, reason))
         self.state = CLOSED
         self.transport.close()
         self._disconnected(code, reason)
@@ -513,21 +513,24 @@ class _WebSocket:
             return True
         return False
 
-    def _write_frame(self, frame: bytes) -> None:
-        """Write a data frame. While the transport has nothing buffered (so order is kept) and
-        is not closing (so the descriptor is still this connection's), one send() on the
-        socket itself does it: uvloop's write() path costs about 600 instructions more per
-        message, and write(2) goes through the VFS layer that send(2) skips. What the kernel
-        does not take (a full socket buffer, an error) goes to the transport as usual, which
-        buffers it or reports the error through connection_lost()."""
+    def _write(self, data: bytes) -> None:
+        """Write ``data``. While the transport has nothing buffered (so order is kept) and is
+        not closing (so the descriptor is still this connection's), one send() on the socket
+        itself does it: uvloop's write() path costs about 600 instructions more, and write(2)
+        goes through the VFS layer that send(2) skips. What the kernel does not take (a full
+        socket buffer, an error) goes to the transport as usual, which buffers it or reports
+        the error through connection_lost()."""
         transport = self.transport
         sent = 0
         if self.fd >= 0 and not transport.is_closing() and not transport.get_write_buffer_size():
-            sent = send_bytes(self.fd, frame)  # type: ignore[name-defined]  # noqa: F821
+            sent = send_bytes(self.fd, data)  # type: ignore[name-defined]  # noqa: F821
         if sent <= 0:
-            transport.write(frame)
-        elif sent < len(frame):
-            transport.write(frame[sent:])
+            transport.write(data)
+        elif sent < len(data):
+            transport.write(data[sent:])
+
+    def _write_frame(self, frame: bytes) -> None:
+        self._write(frame)
         if self.stats:
             self.msgs_out += 1
             self.bytes_out += len(frame)
@@ -589,7 +592,7 @@ class _WebSocket:
                 raise ClientDisconnected
             headers = message.get("headers")
             extra = self._with_defaults(_encode_headers(headers) if headers else [])
-            self.transport.write(
+            self._write(
                 handshake.accept_response(
                     self.offer.key,
                     subprotocol,
@@ -667,7 +670,7 @@ class _WebSocket:
         self.close_code = code
         self.state = CLOSING
         self._cancel_ping()
-        self.transport.write(encode_close(code, reason))
+        self._write(encode_close(code, reason))
         # Wait (bounded) for the peer's close frame, then drop the connection (RFC 6455 §7.1.1).
         self.close_handle = self.loop.call_later(self.config.ws_close_timeout, self._close_timeout)
 

@@ -7,7 +7,7 @@ PYTEST  := $(BIN)/python -m pytest
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: venv build annotate debug run test test-pure test-installed lint format typecheck \
+.PHONY: venv build annotate debug run test test-uvloop test-pure test-installed lint format typecheck \
         bench-micro wheel sdist clean
 
 venv: $(STAMP)
@@ -31,10 +31,14 @@ debug: $(STAMP)
 run: build                       ## serve the chat demo on http://$(HOST):$(PORT)/
 	$(BIN)/python -m fastws examples.chat:app --host $(HOST) --port $(PORT)
 
-test: build                      ## whole suite (compiled codec), server suites on the pure twin, Autobahn
+test: build                      ## whole suite (compiled codec), server suites on uvloop and on the pure twin, Autobahn
 	FASTWS_REQUIRE_EXTENSIONS=1 $(PYTEST) tests
+	$(MAKE) test-uvloop
 	$(MAKE) test-pure
 	$(MAKE) compliance
+
+test-uvloop: build               ## server suites again with in-process servers on uvloop (the CLI's loop)
+	FASTWS_REQUIRE_EXTENSIONS=1 FASTWS_TEST_LOOP=uvloop $(PYTEST) tests/integration -m "not browser"
 
 test-pure: build                 ## server suites again on the pure-Python codec (unit tests run both)
 	FASTWS_NO_EXTENSIONS=1 $(PYTEST) tests/integration -m "not browser"

@@ -5,12 +5,15 @@ it serves, reports what it runs, and fails with the right status and message."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
+import time
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.client import unix_connect
 
 from .conftest import HOST, IS_FASTWS, SERVER_IMPL, run_cli, within
 
@@ -27,6 +30,25 @@ async def test_cli_serves_http_and_websocket(server_process):
     ) as ws:
         await within(ws.send("cli"))
         assert await within(ws.recv()) == "cli"
+
+
+async def test_cli_serves_websocket_on_a_unix_socket(server_process, tmp_path):
+    # Not only TCP: fastws writes frames with send() on the connection's own socket.
+    path = str(tmp_path / "fastws.sock")
+    proc = server_process("tests.integration.apps:hello", "--uds", path, wait=False)
+    deadline = time.monotonic() + 15
+    while True:
+        assert proc.proc.poll() is None, proc.output
+        try:
+            ws = await unix_connect(path, "ws://localhost/ws", open_timeout=5, ping_interval=None)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {path}:\n{proc.output}"
+            await asyncio.sleep(0.05)
+    async with ws:
+        for text in ("over", "a unix socket", "x" * 70_000):
+            await within(ws.send(text))
+            assert await within(ws.recv()) == text
 
 
 def test_startup_log_names_the_address(server_process):

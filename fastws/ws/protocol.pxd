@@ -49,6 +49,8 @@ cdef class _WebSocket:
     cdef public object early
     cdef public object pong_pending
     cdef public int fd
+    cdef object is_closing
+    cdef object buffered
 
     cdef _dispatch(self, list messages)
     cdef bint _inflate(self, int opcode, object payload, bint closing) except -1

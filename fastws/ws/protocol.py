@@ -120,6 +120,8 @@ class _WebSocket:
         "early",
         "pong_pending",
         "fd",
+        "is_closing",
+        "buffered",
     )
 
     def __init__(
@@ -193,6 +195,9 @@ class _WebSocket:
         # The socket data frames are sent on directly while the transport holds nothing
         # (_write_frame); -1: everything goes through the transport (TLS, the pure build).
         self.fd = _socket_fd(transport) if COMPILED and config.ssl is None else -1
+        # Bound once: each write asks both, and a bound method skips the lookup.
+        self.is_closing = transport.is_closing
+        self.buffered = transport.get_write_buffer_size
         self.scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": config.asgi_version, "spec_version": "2.5"},
@@ -522,7 +527,7 @@ class _WebSocket:
         the error through connection_lost()."""
         transport = self.transport
         sent = 0
-        if self.fd >= 0 and not transport.is_closing() and not transport.get_write_buffer_size():
+        if self.fd >= 0 and not self.is_closing() and not self.buffered():
             sent = send_bytes(self.fd, data)  # type: ignore[name-defined]  # noqa: F821
         if sent <= 0:
             transport.write(data)

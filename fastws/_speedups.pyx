@@ -194,8 +194,14 @@ def encode_frame(Py_ssize_t opcode, payload, *, bint fin=True, bint rsv1=False, 
     return _encode(opcode, payload, fin, rsv1, mask)
 
 
-cdef extern from "sys/socket.h" nogil:
-    ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags)
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #ifndef MSG_NOSIGNAL
+    #define MSG_NOSIGNAL 0  /* not everywhere (CPython ignores SIGPIPE anyway) */
+    #endif
+    """
+    ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags) nogil
     int MSG_DONTWAIT
     int MSG_NOSIGNAL
 

@@ -192,10 +192,10 @@ class _WebSocket:
         self.opened_at = 0.0  # loop time of the accept; 0.0: never accepted
         self.close_code: int | None = None  # the code of the first close frame we sent
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
-        # The socket data frames are sent on directly while the transport holds nothing
-        # (_write_frame); -1: everything goes through the transport (TLS, the pure build).
+        # The socket that _write() sends on directly while the transport holds nothing; -1:
+        # everything goes through the transport (TLS, the pure build). The two questions
+        # _write() asks the transport each time are bound once (a bound method skips the lookup).
         self.fd = _socket_fd(transport) if COMPILED and config.ssl is None else -1
-        # Bound once: each write asks both, and a bound method skips the lookup.
         self.is_closing = transport.is_closing
         self.buffered = transport.get_write_buffer_size
         self.scope: dict[str, Any] = {

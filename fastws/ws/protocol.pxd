@@ -6,7 +6,7 @@ from fastws._speedups cimport FrameReader as CompiledReader, data_frame, send_by
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
-cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX
+cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX, _DIRECT_AFTER
 cdef double _FAIL_GRACE_S
 cdef int CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED
 
@@ -49,6 +49,7 @@ cdef class _WebSocket:
     cdef public object early
     cdef public object pong_pending
     cdef public int fd
+    cdef int writes_before_direct
     cdef object is_closing
     cdef object buffered
 

@@ -69,6 +69,9 @@ _Future = asyncio.Future
 _WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 18-22 -> 15 us)
 _FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
 _EARLY_MAX = 65536  # bytes held for a connection not accepted yet before reading pauses
+# Writes that go through the transport before _write() looks the socket up (a system call) and
+# sends on it directly: the 101 and a short session's one message and close never pay for it.
+_DIRECT_AFTER = 3
 
 # Connection states.
 CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
@@ -120,6 +123,7 @@ class _WebSocket:
         "early",
         "pong_pending",
         "fd",
+        "writes_before_direct",
         "is_closing",
         "buffered",
     )
@@ -192,10 +196,12 @@ class _WebSocket:
         self.opened_at = 0.0  # loop time of the accept; 0.0: never accepted
         self.close_code: int | None = None  # the code of the first close frame we sent
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
-        # The socket that _write() sends on directly while the transport holds nothing; -1:
-        # everything goes through the transport (TLS, the pure build). The two questions
-        # _write() asks the transport each time are bound once (a bound method skips the lookup).
-        self.fd = _socket_fd(transport) if COMPILED and config.ssl is None else -1
+        # The socket that _write() sends on directly while the transport holds nothing: -1
+        # until _write() looks it up, after _DIRECT_AFTER writes through the transport
+        # (writes_before_direct counts them down; -1: never, with TLS or in the pure build).
+        # The two questions _write() asks the transport each time are bound once.
+        self.fd = -1
+        self.writes_before_direct = _DIRECT_AFTER if COMPILED and config.ssl is None else -1
         self.is_closing = transport.is_closing
         self.buffered = transport.get_write_buffer_size
         self.scope: dict[str, Any] = {
@@ -527,6 +533,12 @@ class _WebSocket:
         the error through connection_lost()."""
         transport = self.transport
         sent = 0
+        if self.fd < 0:
+            if self.writes_before_direct > 0:
+                self.writes_before_direct -= 1
+            elif self.writes_before_direct == 0:
+                self.writes_before_direct = -1
+                self.fd = _socket_fd(transport)
         if self.fd >= 0 and not self.is_closing() and not self.buffered():
             sent = send_bytes(self.fd, data)  # type: ignore[name-defined]  # noqa: F821
         if sent <= 0:

@@ -267,7 +267,7 @@ class _WebSocket:
         if self.pong_pending is not None:
             pong, self.pong_pending = self.pong_pending, None
             if not self.close_sent:
-                self.transport.write(encode_frame(_PONG, pong))
+                self._write(encode_frame(_PONG, pong))
             if len(self.queue) < self.max_queue:
                 self.flow.resume_reading()
 
@@ -714,7 +714,7 @@ class _WebSocket:
             return
         interval = self.config.ws_ping_interval
         if self.ping_at and interval and now >= self.ping_at:
-            self.transport.write(encode_frame(_PING, os.urandom(4)))
+            self._write(encode_frame(_PING, os.urandom(4)))
             self.ping_at = now + interval
             timeout = self.config.ws_ping_timeout
             if timeout and not self.pong_by:

@@ -53,8 +53,13 @@ async def test_cli_serves_websocket_on_a_unix_socket(server_process, tmp_path):
 
 def test_startup_log_names_the_address(server_process):
     proc = server_process("tests.integration.apps:hello")
+    # The port accepts as soon as it listens; the line naming it is logged just after.
+    address = f"http://{HOST}:{proc.port}"
+    deadline = time.monotonic() + 10
+    while address not in proc.output and time.monotonic() < deadline:
+        time.sleep(0.05)
     output = proc.output
-    assert f"http://{HOST}:{proc.port}" in output, output
+    assert address in output, output
     if IS_FASTWS:
         # fastws also says which codec and event loop it runs, so that every benchmark and
         # bug report carries them (uvicorn has no codec to report).

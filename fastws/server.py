@@ -30,6 +30,7 @@ from fastws.config import Config
 from fastws.http.protocol import HttpProtocol
 from fastws.lifespan import make_lifespan
 from fastws.loops import loop_name, new_event_loop
+from fastws.ws.protocol import Wakeups
 
 logger = logging.getLogger("fastws.error")
 
@@ -51,6 +52,7 @@ class ServerState:
         # buffer_updated() that consumes it back to back, so an idle connection holds none.
         self.scratch = bytearray(SCRATCH_BYTES)
         self.scratch_view = memoryview(self.scratch)
+        self.wakeups = Wakeups()  # wakes the apps' tasks for their messages
 
 
 class Server:

@@ -6,9 +6,19 @@ from fastws._speedups cimport FrameReader as CompiledReader, data_frame, send_by
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
-cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX, _DIRECT_AFTER
+cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX, _DIRECT_AFTER, _SAMPLE_EVERY
 cdef double _FAIL_GRACE_S
 cdef int CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED
+
+
+cdef class Wakeups:
+    cdef list pending
+    cdef public bint alone
+    cdef int countdown
+    cdef object loop
+    cdef object run_pending
+
+    cpdef wake(self, object future, object value, object loop)
 
 
 cdef class _WebSocket:
@@ -52,6 +62,7 @@ cdef class _WebSocket:
     cdef int writes_before_direct
     cdef object is_closing
     cdef object buffered
+    cdef Wakeups wakeups
 
     cdef _dispatch(self, list messages)
     cdef bint _inflate(self, int opcode, object payload, bint closing) except -1

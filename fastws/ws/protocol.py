@@ -126,6 +126,7 @@ class _WebSocket:
         "writes_before_direct",
         "is_closing",
         "buffered",
+        "wakeups",
     )
 
     def __init__(
@@ -163,7 +164,7 @@ class _WebSocket:
         )
         # The transport looks get_buffer up once, when it switches to this protocol: give it
         # the reader's own (compiled) method, saving a Python call per read.
-        self.get_buffer = self.reader.get_buffer
+        self.get_buffer: Any = self.reader.get_buffer
         self.max_queue = max(1, config.ws_max_queue)
         self.queue: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[dict[str, Any]] | None = None
@@ -204,6 +205,7 @@ class _WebSocket:
         self.writes_before_direct = _DIRECT_AFTER if COMPILED and config.ssl is None else -1
         self.is_closing = transport.is_closing
         self.buffered = transport.get_write_buffer_size
+        self.wakeups = server_state.wakeups
         self.scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": config.asgi_version, "spec_version": "2.5"},
@@ -288,14 +290,13 @@ class _WebSocket:
             if events:
                 waiter = self.waiter
                 if waiter is not None and len(events) == 1:
-                    # The app waits in receive() (so nothing is queued): hand it the message.
-                    # A waiter is done only if the app's task was cancelled while waiting.
+                    # The app waits in receive() (so nothing is queued): hand it the message
+                    # (and wake its task, see Wakeups). A waiter is done only if the app's
+                    # task was cancelled while waiting.
                     self.waiter = None
-                    try:
-                        waiter.set_result(events[0])
+                    if not waiter.done():
+                        self.wakeups.wake(waiter, events[0], self.loop)
                         return
-                    except asyncio.InvalidStateError:
-                        pass
                 queue = self.queue
                 queue.extend(events)
                 if len(queue) >= self.max_queue:
@@ -860,6 +861,86 @@ class _Sent:
 
 collections.abc.Coroutine.register(_Sent)
 SENT = _Sent()
+
+
+# In the mode that runs the app at once, every _SAMPLE_EVERY-th read goes through a batch
+# instead, to see whether other reads come in the same loop pass.
+_SAMPLE_EVERY = 16
+
+
+class Wakeups:
+    """Wakes the tasks of apps waiting in receive(), for all the connections of one loop.
+
+    asyncio's Future schedules its done-callbacks with call_soon(): per message, the loop
+    creates a Handle and makes a pass through its ready queue to run the app's task. wake()
+    takes the waiting task's wake-up callback off the future instead and runs it itself, in the
+    callback's own context (the task's), either
+
+    - at once, in the transport's read callback (where no task runs), while the loop's passes
+      carry one read each (one busy client, or clients taking turns): no Handle, no ready-queue
+      pass (32 B echo over 1 connection: 16,275 -> 14,474 instructions per message; same-core
+      round trips/s +4%), or
+    - with the other reads of the same pass, all in one call_soon() callback, when several
+      connections are read in one pass: each app then sends after all the reads, as through the
+      ready queue. (Running each at once measured 4% fewer msgs/s over 64 connections, its
+      kernel time per message up 9%: reads and sends interleaved cost more there.)
+
+    The mode follows the last batch: a batch of one means the passes carry one read. While
+    running wake-ups at once, every _SAMPLE_EVERY-th starts a batch instead, which the other
+    reads of its pass join.
+    """
+
+    __slots__ = ("pending", "alone", "countdown", "loop", "run_pending")
+
+    def __init__(self) -> None:
+        self.pending: list[Any] = []  # callback, context, future, ... to run on this pass
+        self.alone = False
+        self.countdown = _SAMPLE_EVERY
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.run_pending = self.flush  # bound once
+
+    def wake(
+        self, future: asyncio.Future[Any], value: Any, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Complete the pending ``future`` with ``value``; its one done-callback (the task's
+        wake-up) runs now or with this pass's batch. Other callbacks: plain set_result()."""
+        callbacks = getattr(future, "_callbacks", None)  # asyncio.Future's, C or Python
+        if callbacks is None or len(callbacks) != 1:
+            future.set_result(value)
+            return
+        callback, context = callbacks[0]
+        future.remove_done_callback(callback)
+        future.set_result(value)
+        pending = self.pending
+        if not pending:
+            if self.alone:
+                self.countdown -= 1
+                if self.countdown > 0:
+                    try:
+                        context.run(callback, future)
+                    except BaseException as exc:  # KeyboardInterrupt, SystemExit: out of the
+                        loop.call_soon(_reraise, exc)  # loop, as from a scheduled callback
+                    return
+                self.countdown = _SAMPLE_EVERY
+            self.loop = loop
+            loop.call_soon(self.run_pending)
+        pending.append(callback)
+        pending.append(context)
+        pending.append(future)
+
+    def flush(self) -> None:
+        pending = self.pending
+        self.pending = []
+        self.alone = len(pending) == 3
+        for i in range(0, len(pending), 3):
+            try:
+                pending[i + 1].run(pending[i], pending[i + 2])
+            except BaseException as exc:
+                self.loop.call_soon(_reraise, exc)  # type: ignore[union-attr]  # set with pending
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 def _socket_fd(transport: asyncio.Transport) -> int:

@@ -903,7 +903,9 @@ class Wakeups:
         self, future: asyncio.Future[Any], value: Any, loop: asyncio.AbstractEventLoop
     ) -> None:
         """Complete the pending ``future`` with ``value``; its one done-callback (the task's
-        wake-up) runs now or with this pass's batch. Other callbacks: plain set_result()."""
+        wake-up) runs now or with this pass's batch. Other callbacks: plain set_result().
+        Only from a transport callback: run now, the task steps inside this call, which
+        asyncio refuses while another task is running."""
         callbacks = getattr(future, "_callbacks", None)  # asyncio.Future's, C or Python
         if callbacks is None or len(callbacks) != 1:
             future.set_result(value)

@@ -15,10 +15,12 @@ cdef class Wakeups:
     cdef list pending
     cdef public bint alone
     cdef int countdown
-    cdef object loop
     cdef object run_pending
 
     cpdef wake(self, object future, object value, object loop)
+
+
+cdef _run(object callback, object context, object future, object loop)
 
 
 cdef class _WebSocket:

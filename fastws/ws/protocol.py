@@ -890,13 +890,12 @@ class Wakeups:
     reads of its pass join.
     """
 
-    __slots__ = ("pending", "alone", "countdown", "loop", "run_pending")
+    __slots__ = ("pending", "alone", "countdown", "run_pending")
 
     def __init__(self) -> None:
         self.pending: list[Any] = []  # callback, context, future, ... to run on this pass
         self.alone = False
         self.countdown = _SAMPLE_EVERY
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.run_pending = self.flush  # bound once
 
     def wake(
@@ -918,27 +917,29 @@ class Wakeups:
             if self.alone:
                 self.countdown -= 1
                 if self.countdown > 0:
-                    try:
-                        context.run(callback, future)
-                    except BaseException as exc:  # KeyboardInterrupt, SystemExit: out of the
-                        loop.call_soon(_reraise, exc)  # loop, as from a scheduled callback
+                    _run(callback, context, future, loop)
                     return
                 self.countdown = _SAMPLE_EVERY
-            self.loop = loop
-            loop.call_soon(self.run_pending)
+            loop.call_soon(self.run_pending, loop)
         pending.append(callback)
         pending.append(context)
         pending.append(future)
 
-    def flush(self) -> None:
+    def flush(self, loop: asyncio.AbstractEventLoop) -> None:
         pending = self.pending
         self.pending = []
         self.alone = len(pending) == 3
         for i in range(0, len(pending), 3):
-            try:
-                pending[i + 1].run(pending[i], pending[i + 2])
-            except BaseException as exc:
-                self.loop.call_soon(_reraise, exc)  # type: ignore[union-attr]  # set with pending
+            _run(pending[i], pending[i + 1], pending[i + 2], loop)
+
+
+def _run(callback: Any, context: Any, future: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Run a future's done-callback in its context. KeyboardInterrupt and SystemExit (which a
+    task lets out) leave the loop from a scheduled callback, as they would have."""
+    try:
+        context.run(callback, future)
+    except BaseException as exc:
+        loop.call_soon(_reraise, exc)
 
 
 def _reraise(exc: BaseException) -> None:

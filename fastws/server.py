@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from fastws import malloc
+from fastws.accept import BurstAccepts
 from fastws.config import Config
 from fastws.http.protocol import HttpProtocol
 from fastws.lifespan import make_lifespan
@@ -63,6 +64,7 @@ class Server:
         self.should_exit = False
         self.force_exit = False
         self.servers: list[asyncio.base_events.Server] = []
+        self.burst_accepts: BurstAccepts | None = None  # once listening
         # --limit-max-requests plus up to --limit-max-requests-jitter, drawn once per server so
         # that workers started together do not all recycle together.
         self.max_requests: int | None = None
@@ -155,6 +157,9 @@ class Server:
             logger.error(exc)
             await self.lifespan.shutdown()
             sys.exit(1)
+        self.burst_accepts = BurstAccepts(
+            loop, factory, self.servers, ssl=config.ssl, backlog=config.backlog
+        )
         self._log_started(loop)
         self.started = True
 
@@ -187,6 +192,8 @@ class Server:
             await asyncio.sleep(0.1)
 
     async def on_tick(self, counter: int) -> bool:
+        if self.burst_accepts is not None:
+            await self.burst_accepts.tick()
         if counter % 10 == 0:
             self._update_default_headers()
         if counter % 5 == 0:
@@ -219,6 +226,8 @@ class Server:
         logger.info("Shutting down")
         for server in self.servers:
             server.close()
+        if self.burst_accepts is not None:
+            self.burst_accepts.close()
         for sock in sockets or ():
             sock.close()
         # A connection accepted in the last loop iteration may have its request still unread

@@ -124,8 +124,8 @@ def make_config(app: Any, **kwargs: Any) -> Any:
     return config_cls(app, **options)
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    if LOOP_IMPL == "uvloop":
+def _new_loop(impl: str = LOOP_IMPL) -> asyncio.AbstractEventLoop:
+    if impl == "uvloop":
         uvloop = importlib.import_module("uvloop")
         return uvloop.new_event_loop()  # type: ignore[no-any-return]
     return asyncio.new_event_loop()
@@ -150,8 +150,9 @@ class ServerDidNotStart(Exception):
 class RunningServer:
     """A server serving on a background thread; see ``running_server``."""
 
-    def __init__(self, app: Any, **config_kwargs: Any) -> None:
+    def __init__(self, app: Any, *, loop_impl: str = LOOP_IMPL, **config_kwargs: Any) -> None:
         _, server_cls = server_classes()
+        self.loop_impl = loop_impl  # "asyncio" or "uvloop"; default: FASTWS_TEST_LOOP
         self.config = make_config(app, **config_kwargs)
         self.server = server_cls(self.config)
         self.host = HOST
@@ -161,7 +162,7 @@ class RunningServer:
         self._thread = threading.Thread(target=self._run, name="test-server", daemon=True)
 
     def _run(self) -> None:
-        loop = _new_loop()
+        loop = _new_loop(self.loop_impl)
         self.loop = loop
         try:
             loop.run_until_complete(self.server.serve())
@@ -240,10 +241,11 @@ def running_server() -> Iterator[Callable[..., RunningServer]]:
     RunningServer (``.host``, ``.port``, ``.url(path)``, ``.ws_url(path)``, ``.server``,
     ``.stop()``); every server started is stopped at teardown.
 
-    Config defaults here: 127.0.0.1, port 0, log_level="warning", lifespan="off",
-    timeout_graceful_shutdown=3 (and http="httptools" on uvicorn). Raises ServerDidNotStart
-    when serve() ends before ``started``; the class is also ``running_server.ServerDidNotStart``
-    (a conftest cannot be imported by tests reliably).
+    ``loop_impl="uvloop"`` or ``"asyncio"`` picks one server's in-process loop (default:
+    FASTWS_TEST_LOOP). Config defaults here: 127.0.0.1, port 0, log_level="warning",
+    lifespan="off", timeout_graceful_shutdown=3 (and http="httptools" on uvicorn). Raises
+    ServerDidNotStart when serve() ends before ``started``; the class is also
+    ``running_server.ServerDidNotStart`` (a conftest cannot be imported by tests reliably).
     """
     with contextlib.ExitStack() as stack:
 

@@ -39,6 +39,21 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # --------------------------------------------------------------------------------------------
 
 
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout_s: float = 5.0,
+    what: str | Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` every 50 ms; fail after ``timeout_s`` saying ``what`` (or what it
+    returns, e.g. the server's output at that moment; by default the predicate itself)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            said = what() if callable(what) else (what or predicate)
+            raise AssertionError(f"not true after {timeout_s} s: {said}")
+        time.sleep(0.05)
+
+
 async def within(awaitable: Any, timeout_s: float = 5.0) -> Any:
     """``await`` with a deadline (asyncio.timeout is 3.11+; the package supports 3.10)."""
     return await asyncio.wait_for(awaitable, timeout_s)

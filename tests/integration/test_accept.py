@@ -9,15 +9,15 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
+import fastws.accept as accept_mod
 from fastws.accept import _waiting
 
 from .apps import echo_websocket
-from .conftest import HOST, IS_UVICORN, within
+from .conftest import HOST, IS_UVICORN, wait_until, within
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -25,21 +25,6 @@ pytestmark = [
 ]
 
 WAITING = 6  # connections queued while the loop is held
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true after {timeout_s} s: {predicate}")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def accept_mod():
-    import fastws.accept
-
-    return fastws.accept
 
 
 @pytest.fixture
@@ -91,23 +76,21 @@ def accepted_in_one_pass(srv, made: list[int], hold_s: float = 0.0) -> int:
             client.close()
 
 
-def start_burst(srv, accept_mod, monkeypatch) -> None:
+def start_burst(srv, monkeypatch) -> None:
     """Make an empty accept queue count as a burst, and wait for the extra registrations."""
     monkeypatch.setattr(accept_mod, "QUEUED", 0)
     extra = accept_mod.ACCEPTS_PER_PASS - 1
     wait_until(lambda: len(srv.server.burst_accepts.extra) == extra)
 
 
-def test_out_of_a_burst_a_pass_accepts_one_connection(
-    running_server, counted, accept_mod, monkeypatch
-):
+def test_out_of_a_burst_a_pass_accepts_one_connection(running_server, counted, monkeypatch):
     monkeypatch.setattr(accept_mod, "QUEUED", 10**6)  # no burst, whenever the ticks run
     srv = running_server(echo_websocket, loop_impl="uvloop")
     assert accepted_in_one_pass(srv, counted) == 1
     assert srv.server.burst_accepts.extra == []  # no extra accept() per connection
 
 
-def test_connections_waiting_at_a_tick_start_a_burst(running_server, counted, accept_mod):
+def test_connections_waiting_at_a_tick_start_a_burst(running_server, counted):
     srv = running_server(echo_websocket, loop_impl="uvloop")
     assert srv.server.burst_accepts.extra == []
     # Held longer than a tick (0.1 s): the overdue tick runs before the last accepts, and
@@ -116,16 +99,16 @@ def test_connections_waiting_at_a_tick_start_a_burst(running_server, counted, ac
     wait_until(lambda: len(srv.server.burst_accepts.extra) == accept_mod.ACCEPTS_PER_PASS - 1)
 
 
-def test_during_a_burst_a_pass_accepts_several(running_server, counted, accept_mod, monkeypatch):
+def test_during_a_burst_a_pass_accepts_several(running_server, counted, monkeypatch):
     srv = running_server(echo_websocket, loop_impl="uvloop")
-    start_burst(srv, accept_mod, monkeypatch)
+    start_burst(srv, monkeypatch)
     assert accepted_in_one_pass(srv, counted) == min(WAITING, accept_mod.ACCEPTS_PER_PASS)
 
 
-def test_burst_mode_ends_when_new_connections_calm_down(running_server, accept_mod, monkeypatch):
+def test_burst_mode_ends_when_new_connections_calm_down(running_server, monkeypatch):
     srv = running_server(echo_websocket, loop_impl="uvloop")
     monkeypatch.setattr(accept_mod, "CALM_TICKS", 2)
-    start_burst(srv, accept_mod, monkeypatch)
+    start_burst(srv, monkeypatch)
     monkeypatch.setattr(accept_mod, "QUEUED", 10**6)
     wait_until(lambda: srv.server.burst_accepts.extra == [])
     with socket.create_connection((HOST, srv.port), timeout=5):
@@ -133,10 +116,10 @@ def test_burst_mode_ends_when_new_connections_calm_down(running_server, accept_m
 
 
 async def test_connections_accepted_through_every_registration_are_served(
-    running_server, accept_mod, monkeypatch
+    running_server, monkeypatch
 ):
     srv = running_server(echo_websocket, loop_impl="uvloop")
-    await asyncio.to_thread(start_burst, srv, accept_mod, monkeypatch)
+    await asyncio.to_thread(start_burst, srv, monkeypatch)
 
     async def echo(i: int) -> str:
         async with ws_connect(srv.ws_url()) as ws:
@@ -161,9 +144,9 @@ async def slow_http(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b"done"})
 
 
-def test_once_shutdown_begins_the_port_refuses_connections(running_server, accept_mod, monkeypatch):
+def test_once_shutdown_begins_the_port_refuses_connections(running_server, monkeypatch):
     srv = running_server(slow_http, loop_impl="uvloop")
-    start_burst(srv, accept_mod, monkeypatch)
+    start_burst(srv, monkeypatch)
     slow = socket.create_connection((HOST, srv.port), timeout=5)
     try:
         inside_request.clear()
@@ -185,9 +168,7 @@ def test_once_shutdown_begins_the_port_refuses_connections(running_server, accep
         slow.close()
 
 
-async def test_out_of_descriptors_for_a_burst_the_server_goes_on(
-    running_server, accept_mod, monkeypatch
-):
+async def test_out_of_descriptors_for_a_burst_the_server_goes_on(running_server, monkeypatch):
     def no_descriptors(sock: object) -> socket.socket:
         raise OSError(24, "Too many open files")
 

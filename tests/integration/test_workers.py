@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from .conftest import (
     close_frame,
     frame,
     run_cli,
+    wait_until,
     ws_connect_raw,
 )
 
@@ -172,19 +173,6 @@ def pids_through_recycling(proc: ServerProcess, first: set[int], want: int) -> s
         seen.add(int(body))
         time.sleep(0.02)
     return seen
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout_s: float, what: str | Callable[[], str]
-) -> None:
-    """Poll ``predicate`` every 50 ms; fail after ``timeout_s`` saying ``what`` (or what it
-    returns, e.g. the server's output at that moment)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            said = what() if callable(what) else what
-            raise AssertionError(f"not true after {timeout_s} s: {said}")
-        time.sleep(0.05)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:

@@ -20,6 +20,30 @@
  *            hold them until a line (or EOF) arrives on stdin or --hold-s passes, then
  *            close them all with a close handshake. --deflate offers permessage-deflate
  *            (the client never sends or accepts compressed data; handshake only).
+ *   fanout   -c N subscriber connections (path --sub-path, default /sub) and one publisher
+ *            (--pub-path, default /pub). A subscriber counts as subscribed once the server
+ *            sends it the 2-byte text message "ok"; when all N have, the publisher sends
+ *            messages of -s bytes (text, or binary with -b) keeping -w broadcasts in flight
+ *            (a broadcast is done when the last subscriber has it) for -W warm-up + -d
+ *            measured seconds (or until -n broadcasts). Each payload starts with
+ *            "%016llx %016llx " (sequence number, CLOCK_MONOTONIC send time in ns), then
+ *            'a'..'z' repeated; every subscriber checks length, content and order.
+ *            Reports broadcasts/s, deliveries/s (broadcasts x N), broadcast latency
+ *            (publisher's send -> last subscriber's receipt) p50/p99, lost and
+ *            out-of-order receipts (must be 0), and the CPU time of every client process.
+ *            --procs P puts the subscribers in P forked processes (a slice of N/P each;
+ *            0 = in the publisher's process); they share counters through shared memory
+ *            and wake the publisher through an eventfd. Prints {"event": "measure_start"}
+ *            and {"event": "measure_end"} lines as the measured window opens and closes.
+ *   subscribe  the subscribers of fanout without a publisher (for an external one, e.g. a
+ *            scale test publishing through the server): open -c N (-k handshakes in flight
+ *            per process), print a "ready" line once all have their "ok", then count and
+ *            check receipts (same payload format, sequence numbers from 0, at most 4096)
+ *            until a line on stdin or --hold-s; reports per-broadcast completion latency,
+ *            receipts, lost and out-of-order. --progress-s S prints progress on stderr.
+ *   --src-addrs A-B (or A,B,C): bind each client socket to one of these IPv4 source
+ *            addresses, round robin (IP_BIND_ADDRESS_NO_PORT, so each address has its own
+ *            ~28k ephemeral ports per server port): 127.0.0.1-127.0.0.8.
  *
  * Build: gcc -O2 -Wall -o wsload wsload.c     (bench/load/Makefile)
  */
@@ -39,6 +63,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -110,7 +138,7 @@ static void base64(const uint8_t *in, size_t n, char *out) {
 }
 
 /* ------------------------------------------------------------------------ options */
-enum { MODE_ECHO, MODE_CONNECT, MODE_IDLE };
+enum { MODE_ECHO, MODE_CONNECT, MODE_IDLE, MODE_FANOUT, MODE_SUBSCRIBE };
 static struct {
     int mode;
     const char *host, *path;
@@ -120,7 +148,11 @@ static struct {
     size_t size;
     int binary, window, deflate, handshakes_in_flight;
     double duration_s, warmup_s, hold_s, timeout_s;
-} opt = {MODE_ECHO, "127.0.0.1", "/", 0, 1, 0, 32, 0, 1, 0, 64, 5.0, 1.0, 120.0, 0};
+    const char *sub_path, *pub_path;
+    int procs;
+    double stall_s, progress_s;
+} opt = {MODE_ECHO, "127.0.0.1", "/", 0, 1, 0, 32, 0, 1, 0, 64, 5.0, 1.0, 120.0, 0,
+         "/sub", "/pub", 0, 5.0, 0};
 
 /* ------------------------------------------------------------------------ helpers */
 static double now_s(void) {
@@ -221,8 +253,12 @@ typedef struct {
     uint8_t *owned; /* freed once written (handshake request, pong, close frame) */
 } outq_t;
 
+enum { ROLE_ECHO, ROLE_SUB, ROLE_PUB };
+#define FAN_HDR 34 /* "%016llx %016llx ": sequence number, send time (ns) */
+
 typedef struct {
     int fd, state, id;
+    int role, gid;          /* gid: global connection number (source-address choice) */
     int want_out;           /* EPOLLOUT registered */
     outq_t *q;              /* ring of pending writes */
     int qcap, qhead, qlen;
@@ -239,6 +275,10 @@ typedef struct {
     long long sent, recvd;
     double *sent_at;        /* ring of window send times */
     double started;         /* connect mode: lifecycle start */
+    /* fanout subscriber */
+    int subscribed;
+    uint8_t mhead[FAN_HDR];
+    long long next_seq, f_received, f_lost, f_ooo;
 } conn_t;
 
 static conn_t *conns;
@@ -391,6 +431,8 @@ static void on_message_done(conn_t *c) {
     else conn_fail(c, "unexpected message in idle mode");
 }
 
+static void sub_message_done(conn_t *c);
+
 static void on_frame_done(conn_t *c) {
     int op = c->f_op;
     if (op >= 8) {
@@ -404,6 +446,12 @@ static void on_frame_done(conn_t *c) {
         c->ctrl_len = 0;
         return;
     }
+    if (c->f_fin && c->role == ROLE_SUB) {
+        sub_message_done(c);
+        c->m_off = 0;
+        c->m_op = 0;
+        return;
+    }
     if (c->f_fin) {
         if (c->m_off != opt.size)
             conn_fail(c, "echo %lld has %llu bytes, sent %zu", c->recvd,
@@ -413,6 +461,8 @@ static void on_frame_done(conn_t *c) {
         on_message_done(c);
     }
 }
+
+static void sub_payload(conn_t *c, const uint8_t *p, size_t take);
 
 /* Feed server bytes: frame headers are gathered in hdr[], payloads are compared with the
  * expected echo as they stream past (nothing is buffered but control payloads). */
@@ -443,9 +493,10 @@ static void feed(conn_t *c, const uint8_t *p, size_t n) {
                 if (!c->m_op) conn_fail(c, "continuation without a message");
             } else {
                 if (c->m_op) conn_fail(c, "new message inside a fragmented one");
-                int want = opt.binary ? 2 : 1;
-                if (op != want) conn_fail(c, "echo opcode %d, sent %d", op, want);
-                if (c->state != ST_OPEN || c->recvd >= c->sent)
+                int want = opt.binary && !(c->role == ROLE_SUB && !c->subscribed) ? 2 : 1;
+                if (op != want) conn_fail(c, "data opcode %d, expected %d", op, want);
+                if (c->role == ROLE_PUB) conn_fail(c, "the publisher received a data message");
+                if (c->role == ROLE_ECHO && (c->state != ST_OPEN || c->recvd >= c->sent))
                     conn_fail(c, "unsolicited data message");
                 c->m_op = op;
             }
@@ -456,6 +507,8 @@ static void feed(conn_t *c, const uint8_t *p, size_t n) {
         if (c->f_op >= 8) {
             memcpy(c->ctrl + c->ctrl_len, p, take);
             c->ctrl_len += take;
+        } else if (c->role == ROLE_SUB) {
+            sub_payload(c, p, take);
         } else {
             if (c->m_off + take > opt.size)
                 conn_fail(c, "echo %lld longer than %zu bytes", c->recvd, opt.size);
@@ -541,7 +594,46 @@ static void on_handshake_bytes(conn_t *c, const uint8_t *p, size_t n) {
     } else if (opt.mode == MODE_ECHO) {
         pump(c);
     }
+    /* fanout: a subscriber waits for its "ok", the publisher for all of them */
     if (extra_off < n) feed(c, p + extra_off, n - extra_off);
+}
+
+static struct in_addr *src_addrs;
+static int nsrc;
+
+static void bind_source(int fd, conn_t *c) {
+    int one = 1;
+    /* the port is chosen at connect(), per (source, destination): ~28k per source address */
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr = src_addrs[c->gid % nsrc];
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        conn_fail(c, "bind %s: %s", inet_ntoa(sa.sin_addr), strerror(errno));
+}
+
+static void parse_src_addrs(const char *arg) {
+    /* "A-B" (inclusive range of IPv4 addresses) or "A,B,C" */
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", arg);
+    char *dash = strchr(buf, '-');
+    if (dash) {
+        *dash = 0;
+        struct in_addr a, b;
+        if (!inet_aton(buf, &a) || !inet_aton(dash + 1, &b)) die("bad --src-addrs %s", arg);
+        uint32_t lo = ntohl(a.s_addr), hi = ntohl(b.s_addr);
+        if (hi < lo || hi - lo > 65535) die("bad --src-addrs range %s", arg);
+        nsrc = hi - lo + 1;
+        src_addrs = xmalloc(nsrc * sizeof *src_addrs);
+        for (int i = 0; i < nsrc; i++) src_addrs[i].s_addr = htonl(lo + i);
+        return;
+    }
+    nsrc = 1;
+    for (char *q = buf; *q; q++) nsrc += *q == ',';
+    src_addrs = xmalloc(nsrc * sizeof *src_addrs);
+    int i = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+        if (!inet_aton(tok, &src_addrs[i++])) die("bad address %s in --src-addrs", tok);
+    nsrc = i;
 }
 
 static void start_conn(conn_t *c) {
@@ -549,6 +641,7 @@ static void start_conn(conn_t *c) {
     if (fd < 0) die("socket: %s (raise RLIMIT_NOFILE?)", strerror(errno));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (nsrc) bind_source(fd, c);
     c->fd = fd;
     c->state = ST_CONNECTING;
     c->hdr_len = c->in_frame = c->ctrl_len = 0;
@@ -577,7 +670,9 @@ static void on_connected(conn_t *c) {
     int n = snprintf(req, 1024,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
-                     opt.path, host_header, c->key,
+                     c->role == ROLE_SUB ? opt.sub_path : c->role == ROLE_PUB ? opt.pub_path
+                                                                            : opt.path,
+                     host_header, c->key,
                      opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
                                    "client_max_window_bits\r\n" : "");
     c->state = ST_HANDSHAKE;
@@ -617,9 +712,13 @@ static double pct_us(double q) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: wsload {echo|connect|idle} -p PORT [-h HOST] [--path P] [-c N] [-n M]\n"
-            "              [-s BYTES] [-b] [-w WINDOW] [-d SECONDS] [-W WARMUP_S]\n"
-            "              [-k HANDSHAKES_IN_FLIGHT] [--deflate] [--hold-s S] [--timeout-s S]\n");
+            "usage: wsload {echo|connect|idle|fanout|subscribe} -p PORT [-h HOST] [--path P]\n"
+            "              [-c N] [-n M] [-s BYTES] [-b] [-w WINDOW] [-d SECONDS] [-W WARMUP_S]\n"
+            "              [-k HANDSHAKES_IN_FLIGHT] [--deflate] [--hold-s S] [--timeout-s S]\n"
+            "              [--src-addrs A-B|A,B,..]\n"
+            "       fanout/subscribe: [--sub-path /sub] [--pub-path /pub] [--procs P]\n"
+            "              [--stall-s S] [--progress-s S]   (-c: subscribers, -w: broadcasts\n"
+            "              in flight, -n: broadcasts, -s: payload bytes, default 64)\n");
     exit(2);
 }
 
@@ -631,15 +730,459 @@ static void raise_nofile(void) {
     }
 }
 
+/* ------------------------------------------------------------------------ fan-out */
+/* Shared between the publisher's process and the subscriber processes (MAP_SHARED,
+ * created before fork). Slot s % FAN_SLOTS belongs to broadcast s: the publisher resets it
+ * before sending s (at most -w broadcasts are in flight, far fewer than FAN_SLOTS), every
+ * subscriber raises max_ns to its receipt time and then counts itself in; the one that
+ * brings count to N wakes the publisher through the eventfd. */
+#define FAN_SLOTS 4096
+#define FAN_MAXPROCS 64
+typedef struct {
+    uint64_t max_ns;
+    uint32_t count, pad;
+} slot_t;
+typedef struct {
+    double cpu_measure_start, cpu_measure_end, cpu_total;
+    long long received, lost, ooo;
+    int done;
+} procstat_t;
+typedef struct {
+    int phase;
+    long long ready, handshakes, delivered, published, max_seq;
+    procstat_t proc[FAN_MAXPROCS + 1]; /* [0]: the publisher's process */
+    slot_t slot[FAN_SLOTS];
+} shm_t;
+static shm_t *shm;
+static int efd = -1;       /* eventfd: a broadcast completed */
+static int nsubs_total;     /* N */
+static int my_proc;         /* 0 = publisher's process, 1..P = subscriber processes */
+static int my_subs;         /* subscribers this process owns: conns[0..my_subs) */
+static int fan_pattern_ready;
+static uint8_t fan_pattern[1 << 20];
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void fan_fill_pattern(void) {
+    for (size_t i = 0; i < sizeof fan_pattern; i++) fan_pattern[i] = 'a' + i % 26;
+    fan_pattern_ready = 1;
+}
+
+static void sub_payload(conn_t *c, const uint8_t *p, size_t take) {
+    size_t limit = c->subscribed ? opt.size : 2;
+    if (c->m_off + take > limit)
+        conn_fail(c, "subscriber message %lld longer than %zu bytes", c->f_received, limit);
+    if (!c->subscribed) {
+        memcpy(c->mhead + c->m_off, p, take);
+        c->m_off += take;
+        return;
+    }
+    size_t off = c->m_off, i = 0;
+    if (off < FAN_HDR) {
+        size_t h = FAN_HDR - off < take ? FAN_HDR - off : take;
+        memcpy(c->mhead + off, p, h);
+        i = h;
+    }
+    if (i < take && memcmp(p + i, fan_pattern + off + i, take - i) != 0)
+        conn_fail(c, "subscriber message %lld: payload differs from the pattern", c->f_received);
+    c->m_off += take;
+}
+
+static unsigned long long hex16(const uint8_t *p, int *ok) {
+    unsigned long long v = 0;
+    for (int i = 0; i < 16; i++) {
+        int ch = p[i], d;
+        if (ch >= '0' && ch <= '9') d = ch - '0';
+        else if (ch >= 'a' && ch <= 'f') d = ch - 'a' + 10;
+        else { *ok = 0; return 0; }
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+static void sub_message_done(conn_t *c) {
+    if (!c->subscribed) {
+        if (c->m_off != 2 || memcmp(c->mhead, "ok", 2) != 0)
+            conn_fail(c, "first message to a subscriber must be \"ok\" (subscribed)");
+        c->subscribed = 1;
+        __atomic_add_fetch(&shm->ready, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (c->m_off != opt.size)
+        conn_fail(c, "subscriber message has %llu bytes, expected %zu",
+                  (unsigned long long)c->m_off, opt.size);
+    int ok = 1;
+    long long seq = (long long)hex16(c->mhead, &ok);
+    hex16(c->mhead + 17, &ok);
+    if (!ok || c->mhead[16] != ' ' || c->mhead[33] != ' ')
+        conn_fail(c, "subscriber message without a sequence number header");
+    uint64_t t = now_ns();
+    c->f_received++;
+    if (seq == c->next_seq) c->next_seq++;
+    else if (seq > c->next_seq) { c->f_lost += seq - c->next_seq; c->next_seq = seq + 1; }
+    else c->f_ooo++;
+    if (opt.mode == MODE_SUBSCRIBE) {
+        long long m = __atomic_load_n(&shm->max_seq, __ATOMIC_RELAXED);
+        while (seq > m && !__atomic_compare_exchange_n(&shm->max_seq, &m, seq, 1,
+                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+        if (seq >= FAN_SLOTS) return; /* counted, but no completion slot */
+    }
+    __atomic_add_fetch(&shm->delivered, 1, __ATOMIC_RELAXED);
+    slot_t *s = &shm->slot[seq % FAN_SLOTS];
+    uint64_t m = __atomic_load_n(&s->max_ns, __ATOMIC_RELAXED);
+    while (t > m && !__atomic_compare_exchange_n(&s->max_ns, &m, t, 1, __ATOMIC_RELAXED,
+                                                 __ATOMIC_RELAXED)) {}
+    if (__atomic_add_fetch(&s->count, 1, __ATOMIC_ACQ_REL) == (uint32_t)nsubs_total) {
+        uint64_t one = 1;
+        if (write(efd, &one, 8) < 0 && errno != EAGAIN) die("eventfd write: %s", strerror(errno));
+    }
+}
+
+/* the publisher: conns[my_subs] in process 0 (fanout mode only) */
+static long long pub_sent, pub_done, pub_stalled;
+static uint64_t pub_send_ns[FAN_SLOTS];
+static double pub_last_done;
+
+static void pub_pump(conn_t *c) {
+    int queued = 0;
+    while (pub_sent - pub_done < opt.window && (!opt.nmsgs || pub_sent < opt.nmsgs)) {
+        long long seq = pub_sent;
+        slot_t *s = &shm->slot[seq % FAN_SLOTS];
+        __atomic_store_n(&s->max_ns, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->count, 0, __ATOMIC_RELEASE);
+        uint8_t *payload = xmalloc(opt.size);
+        uint64_t t = now_ns();
+        char head[FAN_HDR + 1];
+        snprintf(head, sizeof head, "%016llx %016llx ", (unsigned long long)seq,
+                 (unsigned long long)t);
+        memcpy(payload, head, FAN_HDR);
+        memcpy(payload + FAN_HDR, fan_pattern + FAN_HDR, opt.size - FAN_HDR);
+        uint8_t *f = xmalloc(opt.size + 14);
+        uint64_t k = rng();
+        uint8_t key[4] = {(uint8_t)k, (uint8_t)(k >> 8), (uint8_t)(k >> 16), (uint8_t)(k >> 24)};
+        size_t len = build_frame(f, opt.binary ? 2 : 1, payload, opt.size, key);
+        free(payload);
+        pub_send_ns[seq % FAN_SLOTS] = t;
+        enqueue(c, f, len, f);
+        pub_sent++;
+        queued = 1;
+    }
+    if (queued) flush(c);
+}
+
+static void fan_proc_stats(int measure_edge) {
+    procstat_t *ps = &shm->proc[my_proc];
+    if (measure_edge == 1) ps->cpu_measure_start = cpu_s();
+    else if (measure_edge == 2) ps->cpu_measure_end = cpu_s();
+}
+
+static void fan_record_subs(void) {
+    procstat_t *ps = &shm->proc[my_proc];
+    long long published = __atomic_load_n(&shm->published, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < my_subs; i++) {
+        conn_t *c = &conns[i];
+        ps->received += c->f_received;
+        ps->ooo += c->f_ooo;
+        ps->lost += c->f_lost + (published > c->next_seq ? published - c->next_seq : 0);
+    }
+    ps->cpu_total = cpu_s();
+    ps->done = 1;
+}
+
+/* One process's loop. Process 0 drives the phases (shm->phase); subscriber processes
+ * follow them. */
+static int fanout_loop(pid_t *kids, int nkids) {
+    int have_pub = my_proc == 0 && opt.mode == MODE_FANOUT;
+    int nlocal = my_subs + have_pub;
+    int next_to_open = 0, local_hs = 0, close_sent = 0, seen_phase = PH_SETUP;
+    long long local_hs_base = 0;
+    double t_start = now_s(), t_deadline = t_start + opt.timeout_s, t_phase = t_start;
+    double t_measure = 0, t_measure_end = 0, t_ready = 0, t_progress = t_start;
+    long long done_at_start = 0, done_at_end = 0;
+    int stdin_seen = 0;
+    if (have_pub) start_conn(&conns[my_subs]);
+    (void)local_hs_base;
+    struct epoll_event evs[512];
+    for (;;) {
+        double t = now_s();
+        if (t > t_deadline) die("timed out after %.0f s (phase %d)", opt.timeout_s, seen_phase);
+        int ph = __atomic_load_n(&shm->phase, __ATOMIC_ACQUIRE);
+        if (my_proc == 0) {
+            /* children that fail take the run down with them */
+            for (int k = 0; k < nkids; k++) {
+                int st;
+                if (kids[k] > 0 && waitpid(kids[k], &st, WNOHANG) == kids[k]) {
+                    kids[k] = 0;
+                    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || ph != PH_CLOSE) {
+                        for (int j = 0; j < nkids; j++) if (kids[j] > 0) kill(kids[j], SIGKILL);
+                        die("subscriber process %d ended early (status 0x%x)", k + 1, st);
+                    }
+                }
+            }
+            int pub_open = !have_pub || conns[my_subs].state == ST_OPEN;
+            int np = ph;
+            if (ph == PH_SETUP && pub_open &&
+                __atomic_load_n(&shm->ready, __ATOMIC_RELAXED) == nsubs_total) {
+                t_ready = t;
+                printf("{\"event\": \"ready\", \"subs\": %d, \"open_s\": %.3f, "
+                       "\"handshakes_per_s\": %.1f}\n", nsubs_total, t - t_start,
+                       nsubs_total / (t - t_start));
+                fflush(stdout);
+                np = opt.mode == MODE_FANOUT ? PH_WARMUP : PH_HOLD;
+                if (opt.mode == MODE_FANOUT) pub_last_done = t;
+            } else if (ph == PH_WARMUP && t - t_phase >= opt.warmup_s) {
+                np = PH_MEASURE;
+                t_measure = t;
+                done_at_start = pub_done;
+                lat_n = 0;
+                printf("{\"event\": \"measure_start\"}\n");
+                fflush(stdout);
+            } else if (ph == PH_MEASURE) {
+                int stop = (opt.duration_s > 0 && t - t_measure >= opt.duration_s) ||
+                           (opt.nmsgs && pub_done >= opt.nmsgs);
+                if (t - pub_last_done > opt.stall_s) { stop = 1; pub_stalled = 1; }
+                if (stop) {
+                    np = PH_DRAIN;
+                    t_measure_end = t;
+                    done_at_end = pub_done;
+                    printf("{\"event\": \"measure_end\"}\n");
+                    fflush(stdout);
+                }
+            } else if (ph == PH_DRAIN && (pub_done == pub_sent || t - t_phase > 10)) {
+                __atomic_store_n(&shm->published, pub_sent, __ATOMIC_RELEASE);
+                np = PH_CLOSE;
+            } else if (ph == PH_HOLD && (stdin_seen || t - t_ready >= opt.hold_s)) {
+                long long m = __atomic_load_n(&shm->max_seq, __ATOMIC_RELAXED);
+                __atomic_store_n(&shm->published, m + 1, __ATOMIC_RELEASE);
+                np = PH_CLOSE;
+            }
+            if (np != ph) {
+                __atomic_store_n(&shm->phase, np, __ATOMIC_RELEASE);
+                ph = np;
+                t_phase = t;
+                if (ph == PH_WARMUP) pub_pump(&conns[my_subs]);
+            }
+            if (opt.progress_s > 0 && t - t_progress >= opt.progress_s) {
+                t_progress = t;
+                fprintf(stderr, "wsload: %.1f s: %lld/%d handshakes, %lld subscribed, "
+                        "%lld delivered\n", t - t_start,
+                        __atomic_load_n(&shm->handshakes, __ATOMIC_RELAXED), nsubs_total,
+                        __atomic_load_n(&shm->ready, __ATOMIC_RELAXED),
+                        __atomic_load_n(&shm->delivered, __ATOMIC_RELAXED));
+            }
+        }
+        if (ph != seen_phase) {
+            if (ph == PH_MEASURE) fan_proc_stats(1);
+            if (ph == PH_DRAIN || (ph == PH_CLOSE && seen_phase == PH_MEASURE)) fan_proc_stats(2);
+            seen_phase = ph;
+        }
+        if (ph == PH_SETUP) {
+            long long hs = handshakes_done;
+            if (hs > local_hs) {
+                __atomic_add_fetch(&shm->handshakes, hs - local_hs, __ATOMIC_RELAXED);
+                local_hs = hs;
+            }
+            while (next_to_open < my_subs && next_to_open - (hs - have_pub * (have_pub &&
+                   conns[my_subs].state == ST_OPEN)) < opt.handshakes_in_flight)
+                start_conn(&conns[next_to_open++]);
+        }
+        if (ph == PH_CLOSE && !close_sent) {
+            close_sent = 1;
+            if (handshakes_done > local_hs)
+                __atomic_add_fetch(&shm->handshakes, handshakes_done - local_hs, __ATOMIC_RELAXED);
+            for (int i = 0; i < nlocal; i++)
+                if (conns[i].state == ST_OPEN) send_close(&conns[i]);
+            t_phase = t;
+        }
+        if (close_sent && open_count == 0) {
+            fan_record_subs();
+            if (my_proc != 0) exit(0);
+            int left = 0;
+            for (int k = 0; k < nkids; k++) {
+                int st;
+                if (kids[k] > 0) {
+                    if (waitpid(kids[k], &st, WNOHANG) == kids[k]) {
+                        kids[k] = 0;
+                        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                            die("subscriber process %d failed at close", k + 1);
+                    } else left = 1;
+                }
+            }
+            if (!left) break;
+        }
+        if (close_sent && t - t_phase > 10) die("%lld connections still open 10 s after close",
+                                                open_count);
+        int n = epoll_wait(epfd, evs, 512, 20);
+        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            uint32_t id = evs[i].data.u32;
+            if (id == UINT32_MAX) {
+                char tmp[256];
+                ssize_t r = read(0, tmp, sizeof tmp);
+                if (r <= 0 || memchr(tmp, '\n', r)) stdin_seen = 1;
+                if (r <= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
+                continue;
+            }
+            if (id == UINT32_MAX - 1) { /* broadcasts completed */
+                uint64_t v;
+                if (read(efd, &v, 8) < 0 && errno != EAGAIN) die("eventfd: %s", strerror(errno));
+                continue;
+            }
+            conn_t *c = &conns[id];
+            if (c->state == ST_FREE) continue;
+            if (c->state == ST_CONNECTING) {
+                if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(c);
+                continue;
+            }
+            if (evs[i].events & EPOLLOUT) flush(c);
+            if (c->state != ST_FREE && evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                on_readable(c);
+        }
+        if (my_proc == 0) {
+            /* completed broadcasts, in order */
+            long long limit = opt.mode == MODE_FANOUT ? pub_sent
+                              : __atomic_load_n(&shm->max_seq, __ATOMIC_RELAXED) + 1;
+            if (limit > FAN_SLOTS && opt.mode == MODE_SUBSCRIBE) limit = FAN_SLOTS;
+            int progressed = 0;
+            while (pub_done < limit) {
+                slot_t *s = &shm->slot[pub_done % FAN_SLOTS];
+                if (__atomic_load_n(&s->count, __ATOMIC_ACQUIRE) != (uint32_t)nsubs_total) break;
+                uint64_t sent_ns = opt.mode == MODE_FANOUT ? pub_send_ns[pub_done % FAN_SLOTS] : 0;
+                if (ph == PH_MEASURE || opt.mode == MODE_SUBSCRIBE)
+                    record_latency(sent_ns ? (s->max_ns - sent_ns) * 1e-9 : 0);
+                pub_done++;
+                progressed = 1;
+            }
+            if (progressed) {
+                pub_last_done = now_s();
+                if (have_pub && (ph == PH_WARMUP || ph == PH_MEASURE) &&
+                    conns[my_subs].state == ST_OPEN)
+                    pub_pump(&conns[my_subs]);
+            }
+        }
+    }
+    /* report (process 0 only) */
+    long long received = 0, lost = 0, ooo = 0;
+    double cpu_meas = 0, cpu_max = 0, cpu_total = 0;
+    int nproc = opt.procs ? opt.procs + 1 : 1;
+    for (int k = 0; k < nproc; k++) {
+        procstat_t *ps = &shm->proc[k];
+        received += ps->received; lost += ps->lost; ooo += ps->ooo;
+        double m = ps->cpu_measure_end - ps->cpu_measure_start;
+        if (m < 0) m = 0;
+        cpu_meas += m;
+        if (m > cpu_max) cpu_max = m;
+        cpu_total += ps->cpu_total;
+    }
+    qsort(lat_ns, lat_n, sizeof *lat_ns, cmp_u32);
+    if (opt.mode == MODE_FANOUT) {
+        double wall = t_measure_end - t_measure;
+        long long b = done_at_end - done_at_start;
+        printf("{\"mode\": \"fanout\", \"subs\": %d, \"procs\": %d, \"src_addrs\": %d, "
+               "\"size\": %zu, \"binary\": %s, \"window\": %d, \"elapsed_s\": %.4f, "
+               "\"broadcasts\": %lld, \"broadcasts_per_s\": %.2f, \"deliveries\": %lld, "
+               "\"deliveries_per_s\": %.1f, \"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, "
+               "\"lat_samples\": %zu, \"published\": %lld, \"received\": %lld, \"lost\": %lld, "
+               "\"out_of_order\": %lld, \"stalled\": %s, \"open_s\": %.3f, "
+               "\"client_cpu_s\": %.4f, \"client_cpu_pct\": %.1f, "
+               "\"client_cpu_max_proc_pct\": %.1f, \"client_cpu_total_s\": %.3f}\n",
+               nsubs_total, opt.procs, nsrc, opt.size, opt.binary ? "true" : "false", opt.window,
+               wall, b, b / wall, b * (long long)nsubs_total, b * (double)nsubs_total / wall,
+               pct_us(0.5), pct_us(0.99), lat_n, pub_sent, received, lost, ooo,
+               pub_stalled ? "true" : "false", t_ready - t_start, cpu_meas,
+               100 * cpu_meas / wall, 100 * cpu_max / wall, cpu_total);
+    } else {
+        printf("{\"mode\": \"subscribe\", \"subs\": %d, \"procs\": %d, \"src_addrs\": %d, "
+               "\"size\": %zu, \"open_s\": %.3f, \"handshakes_per_s\": %.1f, \"held_s\": %.3f, "
+               "\"broadcasts_seen\": %lld, \"broadcasts_complete\": %lld, \"received\": %lld, "
+               "\"lost\": %lld, \"out_of_order\": %lld, \"closes_without_frame\": %lld, "
+               "\"client_cpu_total_s\": %.3f}\n",
+               nsubs_total, opt.procs, nsrc, opt.size, t_ready - t_start,
+               nsubs_total / (t_ready - t_start), t_phase - t_ready,
+               __atomic_load_n(&shm->published, __ATOMIC_RELAXED), pub_done, received, lost, ooo,
+               closes_without_frame, cpu_total);
+    }
+    return 0;
+}
+
+static int fanout_main(void) {
+    if (opt.size < FAN_HDR + 6 || opt.size > sizeof fan_pattern)
+        die("fanout: -s must be between %d and %zu bytes", FAN_HDR + 6, sizeof fan_pattern);
+    if (opt.procs < 0 || opt.procs > FAN_MAXPROCS) die("--procs: 0..%d", FAN_MAXPROCS);
+    if (opt.window > FAN_SLOTS / 4) die("-w at most %d", FAN_SLOTS / 4);
+    if (opt.procs > opt.conns) opt.procs = opt.conns;
+    fan_fill_pattern();
+    nsubs_total = opt.conns;
+    shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shm == MAP_FAILED) die("mmap: %s", strerror(errno));
+    memset(shm, 0, sizeof *shm);
+    shm->phase = PH_SETUP;
+    shm->max_seq = -1;
+    efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) die("eventfd: %s", strerror(errno));
+    fflush(stdout);
+    pid_t kids[FAN_MAXPROCS];
+    int first = 0;
+    my_proc = 0;
+    my_subs = opt.procs ? 0 : nsubs_total;
+    for (int k = 0; k < opt.procs; k++) {
+        int lo = (int)((long long)nsubs_total * k / opt.procs);
+        int hi = (int)((long long)nsubs_total * (k + 1) / opt.procs);
+        pid_t pid = fork();
+        if (pid < 0) die("fork: %s", strerror(errno));
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            my_proc = k + 1;
+            my_subs = hi - lo;
+            first = lo;
+            break;
+        }
+        kids[k] = pid;
+    }
+    rng_state ^= (uint64_t)(my_proc + 1) * 0x9E3779B97F4A7C15ull;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    int have_pub = my_proc == 0 && opt.mode == MODE_FANOUT;
+    nconns = my_subs + have_pub;
+    conns = calloc(nconns ? nconns : 1, sizeof *conns);
+    if (!conns) die("out of memory");
+    for (int i = 0; i < nconns; i++) {
+        conns[i].id = i;
+        conns[i].gid = first + i;
+        conns[i].fd = -1;
+        conns[i].role = i < my_subs ? ROLE_SUB : ROLE_PUB;
+        conns[i].qcap = conns[i].role == ROLE_PUB ? opt.window + 8 : 4;
+        conns[i].q = xmalloc(conns[i].qcap * sizeof(outq_t));
+        conns[i].sent_at = xmalloc(sizeof(double));
+    }
+    if (my_proc == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX - 1};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev);
+        if (opt.mode == MODE_SUBSCRIBE) {
+            struct epoll_event e0 = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+            epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &e0);
+        }
+    }
+    return fanout_loop(my_proc == 0 ? kids : NULL, my_proc == 0 ? opt.procs : 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) usage();
     if (!strcmp(argv[1], "echo")) opt.mode = MODE_ECHO;
     else if (!strcmp(argv[1], "connect")) opt.mode = MODE_CONNECT;
     else if (!strcmp(argv[1], "idle")) opt.mode = MODE_IDLE;
+    else if (!strcmp(argv[1], "fanout")) opt.mode = MODE_FANOUT;
+    else if (!strcmp(argv[1], "subscribe")) opt.mode = MODE_SUBSCRIBE;
     else usage();
     static struct option longopts[] = {
         {"path", required_argument, 0, 'P'}, {"deflate", no_argument, 0, 'D'},
         {"hold-s", required_argument, 0, 'H'}, {"timeout-s", required_argument, 0, 'T'},
+        {"sub-path", required_argument, 0, 'S'}, {"pub-path", required_argument, 0, 'U'},
+        {"procs", required_argument, 0, 'R'}, {"src-addrs", required_argument, 0, 'A'},
+        {"stall-s", required_argument, 0, 'L'}, {"progress-s", required_argument, 0, 'G'},
         {0, 0, 0, 0}};
     int ch;
     optind = 2;
@@ -659,13 +1202,24 @@ int main(int argc, char **argv) {
         case 'D': opt.deflate = 1; break;
         case 'H': opt.hold_s = atof(optarg); break;
         case 'T': opt.timeout_s = atof(optarg); break;
+        case 'S': opt.sub_path = optarg; break;
+        case 'U': opt.pub_path = optarg; break;
+        case 'R': opt.procs = atoi(optarg); break;
+        case 'A': parse_src_addrs(optarg); break;
+        case 'L': opt.stall_s = atof(optarg); break;
+        case 'G': opt.progress_s = atof(optarg); break;
         default: usage();
         }
     }
     if (!opt.port || opt.conns < 1 || opt.window < 1 || opt.handshakes_in_flight < 1) usage();
-    if (opt.mode != MODE_ECHO) opt.window = 1;
+    if (opt.mode != MODE_ECHO && opt.mode != MODE_FANOUT) opt.window = 1;
+    if (opt.mode == MODE_FANOUT || opt.mode == MODE_SUBSCRIBE) {
+        if (opt.size == 32 && opt.mode == MODE_FANOUT) opt.size = 64;
+        if (opt.mode == MODE_SUBSCRIBE && opt.size == 32) opt.size = 64;
+    }
     if (opt.timeout_s <= 0)
-        opt.timeout_s = opt.warmup_s + opt.duration_s + (opt.mode == MODE_IDLE ? opt.hold_s : 0) + 60;
+        opt.timeout_s = opt.warmup_s + opt.duration_s +
+                        (opt.mode == MODE_IDLE || opt.mode == MODE_SUBSCRIBE ? opt.hold_s : 0) + 60;
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
 
@@ -679,6 +1233,7 @@ int main(int argc, char **argv) {
     snprintf(host_header, sizeof host_header, strchr(opt.host, ':') ? "[%s]:%d" : "%s:%d",
              opt.host, opt.port);
 
+    if (opt.mode == MODE_FANOUT || opt.mode == MODE_SUBSCRIBE) return fanout_main();
     build_ring();
     epfd = epoll_create1(EPOLL_CLOEXEC);
     nconns = opt.conns;

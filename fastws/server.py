@@ -267,23 +267,28 @@ class Server:
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
+        """Route SIGINT and SIGTERM to ``handle_exit`` while serving, then put back the
+        handlers that were there before.
+
+        ``signal.signal``, as uvicorn does, not ``loop.add_signal_handler``: then
+        ``signal.getsignal(SIGTERM)`` is this server's bound ``handle_exit``, which is how
+        libraries written for uvicorn find its exit flag (sse-starlette polls
+        ``getsignal(SIGTERM).__self__.should_exit`` to end its endless streams, which would
+        otherwise hold a graceful shutdown open), and code that chains to the previous
+        handler still stops the server. Going through the loop bought nothing: the handler
+        only sets flags, which ``main_loop`` reads every 0.1 s tick, and both loops wake on a
+        signal anyway (uvloop through its wakeup fd, asyncio's selector with EINTR).
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        loop = asyncio.get_running_loop()
-        installed = []
-        try:
-            for sig in HANDLED_SIGNALS:
-                loop.add_signal_handler(sig, self.handle_exit, sig, None)
-                installed.append(sig)
-        except NotImplementedError:  # pragma: no cover - Windows
-            for sig in HANDLED_SIGNALS:
-                signal.signal(sig, self.handle_exit)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
         try:
             yield
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            for sig, handler in previous.items():
+                # None: the handler before was not set from Python (an embedding host's).
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._captured_signals.append(sig)

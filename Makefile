@@ -104,6 +104,17 @@ bench-quick: build bench-load-client  ## 3 short rounds, 4 servers (~1.5 min) ->
 	$(BIN)/python -c "$(BENCH_DEPS)" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
 	$(BIN)/python bench/run.py --quick && $(BIN)/python bench/report.py
 
+# Fan-out (bench/README.md, "Fan-out benchmark"): one publisher, N subscribers, every server's
+# own way of broadcasting; report: python bench/fanout.py report [--docs]
+.PHONY: bench-fanout bench-fanout-quick
+bench-fanout: build bench-load-client  ## fan-out: 8 servers x 12 scenarios, 3 rounds -> bench/results/
+	$(BIN)/python -c "$(BENCH_DEPS), socketify, fastapi" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
+	$(BIN)/python bench/fanout.py --report
+
+bench-fanout-quick: build bench-load-client  ## fan-out: 4 scenarios, 2 short rounds -> bench/results/
+	$(BIN)/python -c "$(BENCH_DEPS), socketify, fastapi" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
+	$(BIN)/python bench/fanout.py --quick --report
+
 # Robustness (docs/robustness.md): coverage-guided fuzzing under atheris, ten minutes by default
 # (FUZZ_SECONDS=...), corpus kept in build/fuzz/corpus; and a 3-minute soak of a live server.
 .PHONY: fuzz soak

@@ -61,7 +61,9 @@ def route(request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListen
 
 
 async def serve(host: str, port: int) -> None:
-    server = await ws_create_server(route, host, port, max_frame_size=16 * 1024 * 1024, backlog=4096)
+    server = await ws_create_server(
+        route, host, port, max_frame_size=16 * 1024 * 1024, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 

@@ -562,8 +562,9 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
         ax.axis("off")
     env = doc["environment"]
     fig.suptitle(
-        f"Fan-out: 1000s of deliveries per server CPU-second (median of "
-        f"{doc['settings']['rounds']} rounds, log scale). fastws {env['fastws_commit']}, {env['python']}",
+        "Fan-out: 1000s of deliveries per server CPU-second (median of "
+        f"{doc['settings']['rounds']} rounds, log scale). "
+        f"fastws {env['fastws_commit']}, {env['python']}",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.95))

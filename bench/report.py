@@ -429,6 +429,20 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def keep_fanout_section(new: str) -> str:
+    """The Fan-out section (bench/fanout.py report --docs, between its markers) survives a
+    rewrite of docs/BENCHMARKS.md by this report."""
+    start, end = "<!-- fanout:start", "<!-- fanout:end -->"
+    try:
+        old = (DOCS / "BENCHMARKS.md").read_text()
+    except OSError:
+        return new
+    if start not in old or end not in old:
+        return new
+    section = start + old.split(start, 1)[1].split(end, 1)[0] + end
+    return new.rstrip("\n") + "\n\n" + section + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("run", nargs="?", type=Path, default=RESULTS / "latest.json")
@@ -457,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         docs_png = DOCS / "benchmarks.png"
         has_chart = chart(doc, summary, docs_png)
         (DOCS / "BENCHMARKS.md").write_text(
-            render(doc, summary, docs_png.name if has_chart else None, "docs")
+            keep_fanout_section(render(doc, summary, docs_png.name if has_chart else None, "docs"))
         )
         print(
             f"wrote {DOCS / 'BENCHMARKS.md'}" + (f" and {docs_png}" if has_chart else ""),

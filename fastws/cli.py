@@ -337,11 +337,17 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 @_option(
     "--factory", "APP names a callable taking no arguments that returns the ASGI app.", is_flag=True
 )
-@_option("--limit-request-line", "Longest request line accepted, in bytes.", type=int)
-@_option("--limit-request-fields", "Most header fields a request may carry.", type=int)
+@_option(
+    "--limit-request-line",
+    "Longest request target (path and query) accepted, in bytes; longer: 414.",
+    type=int,
+)
+@_option(
+    "--limit-request-fields", "Most header fields a request may carry; more: 431.", type=int
+)
 @_option(
     "--limit-request-field-size",
-    "Longest header field (name and value) accepted, in bytes.",
+    "Longest header field (name and value) accepted, in bytes; longer: 431.",
     type=int,
 )
 @_option(

@@ -480,9 +480,17 @@ class Config:
         app_dir: directory put first on ``sys.path`` before importing a string ``app``.
         h11_max_incomplete_event_size: accepted for compatibility; see ``limit_request_*``.
         reset_contextvars: accepted for compatibility; ignored.
-        limit_request_line: longest request line, in bytes; the server rejects longer ones.
+        limit_request_line: longest request target (path and query), in bytes; 414 above it.
         limit_request_fields: most header fields a request may carry (431 above it).
-        limit_request_field_size: longest single header field, name and value, in bytes.
+        limit_request_field_size: longest single header field, name and value, in bytes
+            (431 above it). The three defaults serve what real clients send: a 10 KB query
+            string or a 9 KB GraphQL GET fits the 16 KiB target, a 12 KB Cookie header the
+            16 KiB field (AWS's Application Load Balancer stops at 16 KiB for the request
+            line and for one header too, so traffic that came through one always fits), and
+            200 fields leave room for what proxies add to 120 application headers.
+            gunicorn's and Apache's 8190 / 100 / 8190 refuse all four. A request head as a
+            whole may take line + fields x (field + 4) bytes (about 3 MiB; Go's server
+            allows 1 MiB, Node's 16 KiB) and must be complete within ``timeout_handshake``.
         ws_allowed_origins: origins allowed to open a WebSocket (a list, or one
             comma-separated string): exact ones (``https://app.example.com``) and wildcards
             (``https://*.example.com``: subdomains only); see
@@ -554,9 +562,9 @@ class Config:
         app_dir: str = ".",
         h11_max_incomplete_event_size: int | None = None,
         reset_contextvars: bool = False,
-        limit_request_line: int = 8190,
-        limit_request_fields: int = 100,
-        limit_request_field_size: int = 8190,
+        limit_request_line: int = 16 * 1024,
+        limit_request_fields: int = 200,
+        limit_request_field_size: int = 16 * 1024,
         ws_allowed_origins: list[str] | str | None = None,
     ) -> None:
         given = dict(locals())

@@ -271,11 +271,26 @@ async def test_request_line_limit(running_server):
     assert list(record) == [("http", "/" + "a" * 100)]
 
 
+def default(name: str) -> int:
+    from fastws.config import option_default
+
+    value = option_default(name)
+    assert isinstance(value, int)
+    return value
+
+
 @fastws_only
-async def test_default_limits_refuse_101_headers(running_server):
+async def test_default_limits_refuse_one_field_past_the_default_count(running_server):
     srv = running_server(make_app(Recorder()))
-    assert (await refused(srv.port, get("/", headers(99))))[0] == 200  # Host + 99 = 100
-    assert (await refused(srv.port, get("/", headers(100))))[0] == 431
+    limit = default("limit_request_fields")
+    assert (await refused(srv.port, get("/", headers(limit - 1))))[0] == 200  # with Host
+    assert (await refused(srv.port, get("/", headers(limit))))[0] == 431
+
+
+@fastws_only
+async def test_default_limits_refuse_10000_headers(running_server):
+    srv = running_server(make_app(Recorder()))
+    assert await refused(srv.port, get("/", headers(10_000))) == (431, b"")
 
 
 @fastws_only
@@ -293,8 +308,13 @@ async def test_unterminated_huge_header_is_refused_before_the_timeout(running_se
     async with await RawConnection.open(srv.port) as conn:
         await conn.send(b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: ")
         chunk = b"v" * 65536
+        # What the default limits let a whole head take (line + fields x (field + 4)), and
+        # 1 MiB more: one field that never ends must not be buffered past that bound.
+        bound = default("limit_request_line") + default("limit_request_fields") * (
+            default("limit_request_field_size") + 4
+        )
         try:
-            for _ in range(64):  # 4 MiB, far over 100 fields x 8190 bytes
+            for _ in range(bound // len(chunk) + 16):
                 await conn.send(chunk)
         except (ConnectionResetError, BrokenPipeError):
             pass

@@ -147,11 +147,23 @@ def test_defaults_match_uvicorn_and_brief() -> None:
     assert config.ssl_cert_reqs == ssl.CERT_NONE
     assert config.ssl_certfile is None and config.is_ssl is False and config.ssl is None
     assert config.reload is False
-    assert config.limit_request_line == 8190
-    assert config.limit_request_fields == 100
-    assert config.limit_request_field_size == 8190
+    assert config.limit_request_line == 16 * 1024
+    assert config.limit_request_fields == 200
+    assert config.limit_request_field_size == 16 * 1024
     assert config.asgi_version == "3.0"
     assert config.loaded is False
+
+
+@pytest.mark.parametrize(
+    "name", ["limit_request_line", "limit_request_fields", "limit_request_field_size"]
+)
+def test_readme_limits_table_shows_the_config_default(name: str) -> None:
+    """The default is written once, in Config; README's table must show that value."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    flag = "--" + name.replace("_", "-")
+    rows = [line for line in readme.splitlines() if line.startswith(f"| `{flag} N`")]
+    assert len(rows) == 1, rows
+    assert rows[0].split("|")[2].strip() == str(option_default(name))
 
 
 def test_default_log_config_is_the_builtin_dict() -> None:

@@ -8,7 +8,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
 .PHONY: venv build annotate debug run test test-uvloop test-pure test-installed lint format typecheck \
-        bench-micro wheel sdist clean
+        bench-micro wheel sdist clean system-deps
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py
@@ -31,7 +31,10 @@ debug: $(STAMP)
 run: build                       ## serve the chat demo on http://$(HOST):$(PORT)/
 	$(BIN)/python -m fastws examples.chat:app --host $(HOST) --port $(PORT)
 
-test: build                      ## whole suite (compiled codec), server suites on uvloop and on the pure twin, Autobahn
+system-deps:                     ## chromium, chromedriver, redis-server: apt-get them (root/sudo) or say how
+	scripts/system-deps.sh
+
+test: system-deps build          ## whole suite (compiled codec), server suites on uvloop and on the pure twin, Autobahn
 	FASTWS_REQUIRE_EXTENSIONS=1 $(PYTEST) tests
 	$(MAKE) test-uvloop
 	$(MAKE) test-pure

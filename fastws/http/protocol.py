@@ -10,9 +10,7 @@ scratch buffer (ServerState.scratch), so an idle connection holds no read buffer
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
-import re
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
+from fastws import http11
 from fastws.http.flow_control import FlowControl
 from fastws.logging import TRACE_LOG_LEVEL
 from fastws.ws import handshake
@@ -34,36 +33,9 @@ access_logger = logging.getLogger("fastws.access")
 HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
 _LINGER_S = 2.0  # after an error response: how long to drain input before closing
 
-_HEADER_RE = re.compile(b'[\x00-\x1f\x7f()<>@,;:[]={} \t\\"]')
-_VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-
 
 class ClientDisconnected(OSError):
     """Raised by send() once the client has gone (ASGI spec: an OSError subclass)."""
-
-
-def status_line(status: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-
-
-STATUS_LINES = {s.value: status_line(s.value) for s in http.HTTPStatus}
-
-
-def simple_response(status: int, body: bytes, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A complete plain-text response that ends the connection (errors and refusals)."""
-    parts = [STATUS_LINES.get(status) or status_line(status)]
-    for name, value in default_headers:
-        parts += [name, b": ", value, b"\r\n"]
-    parts.append(
-        b"content-type: text/plain; charset=utf-8\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-    )
-    parts.append(body)
-    return b"".join(parts)
 
 
 # fastws.ws.protocol imports this module, so it is imported on the first upgrade and kept here
@@ -131,6 +103,7 @@ class HttpProtocol(BufferedOnly):
         "scope",
         "expect_100_continue",
         "connection_tokens",
+        "hosts",
         "cycle",
         "running",
         "upgrade_request",
@@ -189,6 +162,7 @@ class HttpProtocol(BufferedOnly):
         self.scope: dict[str, Any] = {}
         self.expect_100_continue = False
         self.connection_tokens: list[bytes] = []
+        self.hosts = 0  # Host header fields in the request (RFC 9112 §3.2: exactly one)
         self.cycle: RequestResponseCycle | None = None  # the request parsed last
         self.running: RequestResponseCycle | None = None  # the one the app is answering
         self.upgrade_request = False
@@ -247,8 +221,10 @@ class HttpProtocol(BufferedOnly):
         except httptools.HttpParserError as exc:
             # httptools re-raises a callback's exception as HttpParserCallbackError from it.
             cause = exc.__context__
-            if isinstance(cause, _RequestTooLarge):
+            if isinstance(cause, _Refusal):
                 self._refuse(cause.status, cause.reason)
+            elif exc.args == ("Invalid HTTP version",):  # llhttp knows 0.9, 1.0, 1.1, 2.0
+                self._refuse(505, "HTTP version not supported.")
             else:
                 self._refuse(400, "Invalid HTTP request received.")
 
@@ -267,6 +243,7 @@ class HttpProtocol(BufferedOnly):
         self.header_bytes = 0
         self.expect_100_continue = False
         self.connection_tokens = []
+        self.hosts = 0
         self.upgrade_request = False
         self.scope = {
             "type": "http",
@@ -283,7 +260,7 @@ class HttpProtocol(BufferedOnly):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.config.limit_request_line:
-            raise _RequestTooLarge(414, "Request line too long.")
+            raise _Refusal(414, "Request line too long.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -291,11 +268,13 @@ class HttpProtocol(BufferedOnly):
             self.expect_100_continue = True
         elif name == b"connection":
             self.connection_tokens += [t.strip() for t in value.lower().split(b",")]
+        elif name == b"host":
+            self.hosts += 1
         self.headers.append((name, value))
         if len(self.headers) > self.config.limit_request_fields:
-            raise _RequestTooLarge(431, "Too many request header fields.")
+            raise _Refusal(431, "Too many request header fields.")
         if len(name) + len(value) > self.config.limit_request_field_size:
-            raise _RequestTooLarge(431, "Request header field too large.")
+            raise _Refusal(431, "Request header field too large.")
 
     def on_headers_complete(self) -> None:
         self.deadline = 0.0
@@ -304,8 +283,18 @@ class HttpProtocol(BufferedOnly):
         method = self.parser.get_method()
         self.scope["method"] = method.decode("ascii")
         if http_version != "1.1":
+            if http_version[:2] != "1.":
+                # RFC 9110 §15.6.6: a major version we do not speak.
+                raise _Refusal(505, "HTTP version not supported.")
             self.scope["http_version"] = http_version
+        # RFC 9112 §3.2: HTTP/1.1 needs exactly one Host field; no version may send two.
+        if self.hosts != 1 and (self.hosts or http_version != "1.0"):
+            raise _Refusal(400, "Missing or repeated Host header.")
         if self.parser.should_upgrade() and handshake.is_websocket_upgrade(self.headers):
+            if _has_body(self.headers):
+                # RFC 6455 §4.1: the handshake is a GET without content; bytes after the head
+                # are the client's first frames and must not be a body.
+                raise _Refusal(400, "WebSocket upgrade request with a body.")
             self.upgrade_request = True
             return
         self._fill_path()
@@ -380,7 +369,7 @@ class HttpProtocol(BufferedOnly):
                 return
         logger.warning(reason)
         self._respond_and_close(
-            simple_response(status, reason.encode(), self.server_state.default_headers)
+            http11.simple_response(status, reason.encode(), self.server_state.default_headers)
         )
 
     def _respond_and_close(self, response: bytes) -> None:
@@ -483,11 +472,20 @@ class HttpProtocol(BufferedOnly):
             self.running.keep_alive = False
 
 
-class _RequestTooLarge(Exception):
+class _Refusal(Exception):
+    """Raised from a parser callback: answer ``status`` and close (a limit, a MUST broken)."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _addr(info: Any) -> tuple[str, int] | None:
@@ -562,7 +560,9 @@ class RequestResponseCycle:
     def _send_500(self) -> None:
         if self.disconnected or self.transport.is_closing():
             return
-        self.transport.write(simple_response(500, b"Internal Server Error", self.default_headers))
+        self.transport.write(
+            http11.simple_response(500, b"Internal Server Error", self.default_headers)
+        )
         self.transport.close()
         self.response_started = self.response_complete = True
 
@@ -650,36 +650,47 @@ class RequestResponseCycle:
             self.expected_content_length -= n
 
     def _start(self, message: dict[str, Any]) -> None:
+        status = message["status"]
+        # Everything is checked before the response counts as started, so a header the app
+        # may not send fails its send() with a RuntimeError and the client still gets a 500.
+        head, headers = http11.start_head(status, message.get("headers"), self.default_headers)
+        chunked: bool | None = None
+        content_length = 0
+        keep_alive = self.keep_alive
+        for name, value in headers:
+            if name in _FRAMING:
+                if name == b"content-length":
+                    length = _content_length(value)
+                    if chunked is None:
+                        content_length = length
+                    elif chunked:
+                        raise RuntimeError(_BOTH_FRAMINGS)
+                    elif length != content_length:
+                        raise RuntimeError(
+                            f"Response has two different content-length values {content_length} "
+                            f"and {length} (RFC 9110 §8.6)."
+                        )
+                    chunked = False
+                elif name == b"transfer-encoding":
+                    if not _is_chunked(value):
+                        raise RuntimeError(
+                            f"Unsupported response transfer-encoding {value!r}: fastws frames the "
+                            "body itself; send 'chunked' or no transfer-encoding."
+                        )
+                    if chunked is False:
+                        raise RuntimeError(_BOTH_FRAMINGS)
+                    chunked = True
+                    content_length = 0
+                elif value.lower() == b"close":  # connection
+                    keep_alive = False
+        self.chunked_encoding = chunked
+        self.expected_content_length = content_length
+        self.keep_alive = keep_alive
         self.response_started = True
         self.waiting_for_100_continue = False
-        status = message["status"]
         self.status = status
         # RFC 9110 §6.4.1: no content after HEAD, 1xx, 204 or 304.
         self.no_body = self.scope["method"] == "HEAD" or status in (204, 304) or status < 200
-        head = [STATUS_LINES.get(status) or status_line(status)]
-        headers = message.get("headers", ())
-        app_names = set()
-        for name, value in headers:
-            name = name.lower() if isinstance(name, bytes) else name.encode("latin-1").lower()
-            if isinstance(value, str):
-                value = value.encode("latin-1")
-            if _HEADER_RE.search(name):
-                raise RuntimeError("Invalid HTTP header name.")
-            if _VALUE_RE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
-            app_names.add(name)
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection" and value.lower() == b"close":
-                self.keep_alive = False
-            head += [name, b": ", value, b"\r\n"]
-        for name, value in self.default_headers:
-            if name not in app_names:
-                head += [name, b": ", value, b"\r\n"]
         self._head = head
 
     async def receive(self) -> dict[str, Any]:
@@ -701,6 +712,25 @@ class RequestResponseCycle:
         self.request_complete = not self.more_body
         self.message_event.clear()  # everything buffered so far is in this message
         return message
+
+
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+
+
+def _content_length(value: bytes) -> int:
+    if not value.strip().isdigit():
+        raise RuntimeError(f"Invalid response content-length {value!r}: expected digits.")
+    return int(value)
+
+
+def _is_chunked(value: bytes) -> bool:
+    return value.lower().replace(b" ", b"").replace(b"\t", b"") == b"chunked"
+
+
+_BOTH_FRAMINGS = (
+    "Response has both content-length and transfer-encoding: chunked "
+    "(RFC 9112 §6.1: a sender MUST NOT send both); send one of them, or neither."
+)
 
 
 def _format_client(client: tuple[str, int] | None) -> str:

@@ -18,7 +18,8 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
+
+from fastws import http11
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
@@ -135,53 +136,35 @@ def accept_key(key: bytes) -> bytes:
     return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest(), newline=False)
 
 
-def _head(status_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
-    parts = [status_line]
-    for name, value in headers:
-        parts += [name, b": ", value, b"\r\n"]
-    return parts
-
-
 def accept_response(
     key: bytes,
     subprotocol: str | None,
     extension: bytes | None,
     headers: Iterable[tuple[bytes, bytes]],
 ) -> bytes:
-    """The 101 response: handshake headers first, then ``headers`` (the application's and the
-    server's defaults, already merged by the caller)."""
-    parts = [
-        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
-        b"sec-websocket-accept: ",
-        accept_key(key),
-        b"\r\n",
+    """The 101 response: handshake headers first, then ``headers`` (the application's, checked
+    by fastws.http11.check_headers, and the server's defaults, already merged by the caller)."""
+    own = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", accept_key(key)),
     ]
     if subprotocol is not None:
-        parts += [b"sec-websocket-protocol: ", subprotocol.encode("latin-1"), b"\r\n"]
+        own.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
     if extension:
-        parts += [b"sec-websocket-extensions: ", extension, b"\r\n"]
-    for name, value in headers:
-        parts += [name, b": ", value, b"\r\n"]
+        own.append((b"sec-websocket-extensions", extension))
+    parts = http11.head(_SWITCHING, [*own, *headers])
     parts.append(b"\r\n")
     return b"".join(parts)
 
 
-def rejection_response(rejection: Rejection, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+_SWITCHING = http11.STATUS_LINES[101]
+
+
+def rejection_response(rejection: Rejection, headers: http11.Headers) -> bytes:
     """A complete HTTP/1.1 error response that closes the connection."""
     body = rejection.reason.encode("utf-8") + b"\n"
-    phrase = HTTPStatus(rejection.status).phrase.encode("ascii")
-    parts = _head(
-        b"HTTP/1.1 %d %s\r\n" % (rejection.status, phrase),
-        [
-            *rejection.headers,
-            *headers,
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"connection", b"close"),
-        ],
-    )
-    parts += [b"\r\n", body]
-    return b"".join(parts)
+    return http11.simple_response(rejection.status, body, headers, rejection.headers)
 
 
 # -- Origin checks (--ws-allowed-origins) -----------------------------------------------------

@@ -80,7 +80,6 @@ cdef class _WebSocket:
     cdef _app_finished(self)
     cdef _close_finished(self, object code)
     cdef _handshake_message(self, object message)
-    cdef list _with_defaults(self, list headers)
     cdef _response_body(self, object message)
     cdef _http_error(self, int status, bytes body)
     cdef _send_close(self, object code, object reason)

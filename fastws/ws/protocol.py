@@ -23,14 +23,9 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from fastws import http11
 from fastws.http.flow_control import FlowControl
-from fastws.http.protocol import (
-    STATUS_LINES,
-    BufferedOnly,
-    ClientDisconnected,
-    simple_response,
-    status_line,
-)
+from fastws.http.protocol import BufferedOnly, ClientDisconnected
 from fastws.ws import deflate, handshake
 from fastws.ws.frames import (
     FLAG_COMPRESSED,
@@ -605,11 +600,16 @@ class _WebSocket:
         if message_type == "websocket.accept":
             subprotocol = message.get("subprotocol")
             if subprotocol is not None and subprotocol not in self.offer.subprotocols:
-                raise RuntimeError(f"Subprotocol {subprotocol!r} was not offered by the client.")
+                _check_subprotocol(subprotocol)
+            # Checked before anything is written: a header the app may not send fails this
+            # send() with a RuntimeError, and the handshake with a 500.
+            headers = message.get("headers")
+            extra = http11.with_defaults(
+                http11.check_headers(headers) if headers else [],
+                self.server_state.default_headers,
+            )
             if self.transport.is_closing():
                 raise ClientDisconnected
-            headers = message.get("headers")
-            extra = self._with_defaults(_encode_headers(headers) if headers else [])
             self._write(
                 handshake.accept_response(
                     self.offer.key,
@@ -637,21 +637,16 @@ class _WebSocket:
             self._http_error(403, b"Forbidden")
         elif message_type == "websocket.http.response.start":
             status = message["status"]
+            http11.check_status(status)
             self.state = RESPONDING
             self._log_access(status)
-            self._response_head = (status, _encode_headers(message.get("headers") or ()))
+            headers = message.get("headers")
+            self._response_head = (status, http11.check_headers(headers) if headers else [])
         else:
             raise RuntimeError(
                 "Expected 'websocket.accept', 'websocket.close' or "
                 f"'websocket.http.response.start', got '{message_type}'."
             )
-
-    def _with_defaults(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """The app's headers (encoded), then the server's defaults it did not set itself."""
-        if not headers:
-            return self.server_state.default_headers  # read at once, never kept or changed
-        names = {name for name, _ in headers}
-        return headers + [h for h in self.server_state.default_headers if h[0] not in names]
 
     def _response_body(self, message: dict[str, Any]) -> None:
         if message["type"] != "websocket.http.response.body":
@@ -664,9 +659,9 @@ class _WebSocket:
         if self._response_head is not None:
             status, headers = self._response_head
             self._response_head = None
-            out.append(STATUS_LINES.get(status) or status_line(status))
-            for name, value in self._with_defaults(headers):
-                out += [name, b": ", value, b"\r\n"]
+            out = http11.response_head(
+                status, http11.with_defaults(headers, self.server_state.default_headers)
+            )
             # Without a content-length the body ends with the connection (RFC 9112 §6.3).
             out.append(b"connection: close\r\n\r\n")
         out.append(body)
@@ -678,7 +673,8 @@ class _WebSocket:
     def _http_error(self, status: int, body: bytes) -> None:
         self.state = CLOSED
         if not self.transport.is_closing():
-            self.transport.write(simple_response(status, body, self.server_state.default_headers))
+            defaults = self.server_state.default_headers
+            self.transport.write(http11.simple_response(status, body, defaults))
             self.transport.close()
 
     def _send_close(self, code: int, reason: str) -> None:
@@ -960,12 +956,24 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
-    out = []
-    for name, value in headers:
-        if isinstance(name, str):
-            name = name.encode("latin-1")
-        if isinstance(value, str):
-            value = value.encode("latin-1")
-        out.append((name.lower(), value))
-    return out
+# Subprotocols accepted though the client did not offer them, warned about once each.
+_UNOFFERED_WARNED: set[str] = set()
+
+
+def _check_subprotocol(subprotocol: Any) -> None:
+    """An app accepted with a subprotocol the client did not offer. uvicorn sends it, and
+    lenient clients connect; RFC 6455 §4.2.2 lets the server answer only with one of the
+    client's values, and strict clients (browsers, websockets) fail such a handshake. Send
+    it, as uvicorn does, if it is a token that can go on the wire; warn once per value."""
+    if not isinstance(subprotocol, str) or http11.check_token(subprotocol) is None:
+        raise RuntimeError(
+            f"Invalid subprotocol {subprotocol!r}: expected a str that is an RFC 9110 token."
+        )
+    if subprotocol not in _UNOFFERED_WARNED and len(_UNOFFERED_WARNED) < 64:
+        _UNOFFERED_WARNED.add(subprotocol)
+        logger.warning(
+            "The app accepted a WebSocket with subprotocol %r, which the client did not offer; "
+            "sending it anyway (RFC 6455 §4.2.2 allows only an offered one, and browsers and "
+            "other strict clients will fail the handshake).",
+            subprotocol,
+        )

@@ -76,7 +76,7 @@ def dictionary_line(token: bytes) -> str:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=["frames", "http", "handshake"])
+    parser.add_argument("target", choices=["frames", "http", "handshake", "response_headers"])
     parser.add_argument("--asgi", type=int, choices=[0, 1], help="frames: force asgi off/on")
     parser.add_argument(
         "--deflate", type=int, choices=[0, 1], help="frames: force rsv1_allowed off/on"

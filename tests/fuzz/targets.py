@@ -24,6 +24,11 @@ bounded session of the test suite (test_fuzz_session.py), and replay saved input
                plus deflate.negotiate and the Origin check. Invariants: an Offer has a valid
                16-byte key, a Rejection is 400 or 426, both responses serialize, negotiate never
                raises and is idempotent on its own response.
+``response_headers``  app-supplied header names and values from the fuzzer on the three paths
+               that write them (http.response.start, websocket.accept, the denial response).
+               Invariants: a refused header means a RuntimeError in the app and a whole 500
+               with the server's headers only; otherwise every app header is on the wire
+               unchanged and no header line is there that the app did not ask for.
 
 Inputs are plain bytes read front to back by ``Input``: a few option bytes, then the stream
 (raw, or frame/request "specs" turned into bytes by the builders here, which reach deep states
@@ -56,7 +61,7 @@ IMPLEMENTATIONS = [m for m in (pure, compiled) if m is not None]
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 FLAG_COMPRESSED = 0x40
 ERROR_CODES = (1002, 1007, 1009)
-HTTP_STATUSES = (100, 101, 200, 400, 414, 426, 431)
+HTTP_STATUSES = (100, 101, 200, 400, 414, 426, 431, 505)
 MAX_STREAM = 1 << 16  # bytes a builder produces at most from one input
 # Known fastws bugs to step over in exploratory runs (comma-separated names, see the checks
 # that read it); never set by the test suite or `make fuzz`, so those fail while a bug is open.
@@ -1238,6 +1243,175 @@ def handshake_seeds() -> list[bytes]:
 
 
 # ---------------------------------------------------------------------------------------------
+# response_headers: app-supplied headers on the three paths that write them
+# ---------------------------------------------------------------------------------------------
+
+# Header bytes an app might build from user input: separators, controls, CR/LF/NUL, obs-text.
+_HEADER_ALPHABET = b"aZ-09_!:; \t\r\n\x00\x7f\x80\xff,=()x"
+_SERVER_HEADERS = {  # what the server itself may add to each path's head
+    "http": {b"content-length", b"transfer-encoding", b"connection", b"server", b"content-type"},
+    "accept": {
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-accept",
+        b"sec-websocket-protocol",
+        b"sec-websocket-extensions",
+        b"server",
+    },
+    "deny": {b"connection", b"server"},
+}
+_ERROR_HEADERS = {b"content-type", b"content-length", b"connection", b"server"}
+
+
+class _HeadersWorld:
+    """One loop and one server configuration; the app sends the headers of the current input."""
+
+    def __init__(self) -> None:
+        from fastws.config import Config
+        from fastws.server import ServerState
+
+        self.loop = asyncio.new_event_loop()
+        self.headers: list[Any] = []
+        self.path = "http"
+        self.refused: list[str] = []
+        self.config = Config(
+            self.app, log_level="critical", access_log=False, lifespan="off", ws_ping_interval=None
+        )
+        self.config.load()
+        self.state = ServerState()
+        self.state.default_headers[:] = [(b"server", b"fastws")]
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            if scope["type"] == "http":
+                await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+                await send({"type": "http.response.body", "body": b"ok"})
+                return
+            await receive()
+            if self.path == "accept":
+                await send({"type": "websocket.accept", "headers": self.headers})
+                await send({"type": "websocket.close"})
+            else:
+                start = {"type": "websocket.http.response.start", "status": 403}
+                await send({**start, "headers": self.headers})
+                await send({"type": "websocket.http.response.body", "body": b"no"})
+        except RuntimeError as exc:
+            self.refused.append(str(exc))
+            raise
+
+
+_headers_world: _HeadersWorld | None = None
+
+
+def _fuzzed_header_part(inp: Input, as_str: bool) -> Any:
+    raw = bytes(
+        _HEADER_ALPHABET[b % len(_HEADER_ALPHABET)] if b < 200 else b
+        for b in inp.take(inp.byte() % 12)
+    )
+    return raw.decode("latin-1") if as_str else raw
+
+
+def response_headers(data: bytes) -> None:
+    """Headers from the fuzzer (names and values, bytes or str) on an HTTP response, a 101 and a
+    denial response. Invariants: the app's send() either raises RuntimeError and the client
+    gets a complete 500 with the server's headers only, or the head holds exactly the app's
+    headers (lowercased names) and the server's own; never a header line the app did not ask
+    for, and one head only."""
+    import logging
+
+    from fastws.http.protocol import HttpProtocol
+
+    logging.getLogger("fastws.error").disabled = True
+    global _headers_world
+    if _headers_world is None:
+        _headers_world = _HeadersWorld()
+    world = _headers_world
+    inp = Input(data)
+    sel = inp.byte()
+    world.path = ("http", "accept", "deny", "http")[sel & 3]
+    headers = []
+    for _ in range(inp.byte() % 5):
+        kind = inp.byte()
+        headers.append(
+            (_fuzzed_header_part(inp, bool(kind & 1)), _fuzzed_header_part(inp, bool(kind & 2)))
+        )
+    world.headers = headers
+    world.refused = []
+    request = ws_request() if world.path != "http" else b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    loop = world.loop
+    protocol = HttpProtocol(world.config, world.state, {}, _loop=loop)
+    transport = MemoryTransport(loop, protocol)
+    protocol.connection_made(transport)
+    try:
+        transport.feed(request)
+        for _ in range(50):
+            loop.run_until_complete(asyncio.sleep(0))
+        if not transport.closing:
+            transport.close()
+        for _ in range(5):
+            loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        for task in list(world.state.tasks):
+            task.cancel()
+        world.state.tasks.clear()
+        world.state.connections.clear()
+        for _ in range(5):
+            loop.run_until_complete(asyncio.sleep(0))
+    out = b"".join(transport.writes)
+    check(out.startswith(b"HTTP/1.1 "), "no response head", out[:200])
+    head, sep, _ = out.partition(b"\r\n\r\n")
+    check(sep, "unterminated head", out[:300])
+    lines = head.split(b"\r\n")
+    status = int(lines[0][9:12])
+    asked = []
+    for name, value in headers:
+        name_b = name.encode("latin-1", "replace") if isinstance(name, str) else name
+        value_b = value.encode("latin-1", "replace") if isinstance(value, str) else value
+        asked.append((name_b.lower(), value_b))
+    got = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b": ")
+        check(
+            colon and name and b"\n" not in line and b"\r" not in line,
+            "malformed header line",
+            line,
+        )
+        got.append((name, value))
+    if world.refused:
+        check(status == 500, "refused header without a 500", status, world.refused, out[:300])
+        check({n for n, _ in got} <= _ERROR_HEADERS, "app header in the 500", got)
+        return
+    expected = {"http": 200, "accept": 101, "deny": 403}[world.path]
+    check(status == expected, "unexpected status", status, out[:300])
+    server_own = _SERVER_HEADERS[world.path]
+    for header in got:
+        check(
+            header in asked or header[0] in server_own,
+            "a header line the app did not ask for",
+            header,
+            headers,
+        )
+    for header in asked:
+        check(header in got, "an app header missing or changed", header, got)
+
+
+def response_headers_seeds() -> list[bytes]:
+    return [
+        bytes([0, 1, 0, 3]) + b"abc" + bytes([2]) + b"vv",
+        bytes([1, 2, 3, 4])
+        + b"a\r\nb"
+        + bytes([2])
+        + b"v\n"
+        + bytes([0, 1])
+        + b"x"
+        + bytes([1])
+        + b"y",
+        bytes([2, 1, 0, 2]) + b"x:" + bytes([2]) + b"\x00v",
+        bytes([3, 1, 2, 1]) + b"\xe9" + bytes([1]) + b"\xff",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
 # registry
 # ---------------------------------------------------------------------------------------------
 
@@ -1246,6 +1420,7 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[], list[bytes]], int
     "frames": (frames, frames_seeds, 8192),
     "http": (http, http_seeds, 8192),
     "handshake": (handshake_target, handshake_seeds, 1024),
+    "response_headers": (response_headers, response_headers_seeds, 256),
 }
 
 

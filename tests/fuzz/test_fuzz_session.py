@@ -50,6 +50,7 @@ SESSIONS = [
     ("frames", ("--asgi", "1", "--deflate", "1"), 2),
     ("http", (), 4),
     ("handshake", (), 1),
+    ("response_headers", (), 1),
 ]
 # FASTWS_FUZZ_CORPUS: keep each session's corpus in <dir>/<session id> (`make fuzz` does, so
 # longer runs build on earlier ones); unset, every run starts from the seeds.

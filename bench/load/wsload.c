@@ -739,7 +739,7 @@ static void raise_nofile(void) {
 #define FAN_SLOTS 4096
 #define FAN_MAXPROCS 64
 typedef struct {
-    uint64_t max_ns;
+    uint64_t max_ns, sent_ns; /* sent_ns: from the payload (subscribe mode) */
     uint32_t count, pad;
 } slot_t;
 typedef struct {
@@ -817,7 +817,7 @@ static void sub_message_done(conn_t *c) {
                   (unsigned long long)c->m_off, opt.size);
     int ok = 1;
     long long seq = (long long)hex16(c->mhead, &ok);
-    hex16(c->mhead + 17, &ok);
+    uint64_t sent_ns = hex16(c->mhead + 17, &ok);
     if (!ok || c->mhead[16] != ' ' || c->mhead[33] != ' ')
         conn_fail(c, "subscriber message without a sequence number header");
     uint64_t t = now_ns();
@@ -833,6 +833,7 @@ static void sub_message_done(conn_t *c) {
     }
     __atomic_add_fetch(&shm->delivered, 1, __ATOMIC_RELAXED);
     slot_t *s = &shm->slot[seq % FAN_SLOTS];
+    if (opt.mode == MODE_SUBSCRIBE) __atomic_store_n(&s->sent_ns, sent_ns, __ATOMIC_RELAXED);
     uint64_t m = __atomic_load_n(&s->max_ns, __ATOMIC_RELAXED);
     while (t > m && !__atomic_compare_exchange_n(&s->max_ns, &m, t, 1, __ATOMIC_RELAXED,
                                                  __ATOMIC_RELAXED)) {}
@@ -1051,9 +1052,10 @@ static int fanout_loop(pid_t *kids, int nkids) {
             while (pub_done < limit) {
                 slot_t *s = &shm->slot[pub_done % FAN_SLOTS];
                 if (__atomic_load_n(&s->count, __ATOMIC_ACQUIRE) != (uint32_t)nsubs_total) break;
-                uint64_t sent_ns = opt.mode == MODE_FANOUT ? pub_send_ns[pub_done % FAN_SLOTS] : 0;
+                uint64_t sent_ns = opt.mode == MODE_FANOUT ? pub_send_ns[pub_done % FAN_SLOTS]
+                                                           : s->sent_ns;
                 if (ph == PH_MEASURE || opt.mode == MODE_SUBSCRIBE)
-                    record_latency(sent_ns ? (s->max_ns - sent_ns) * 1e-9 : 0);
+                    record_latency(s->max_ns > sent_ns ? (s->max_ns - sent_ns) * 1e-9 : 0);
                 pub_done++;
                 progressed = 1;
             }
@@ -1100,11 +1102,11 @@ static int fanout_loop(pid_t *kids, int nkids) {
                "\"size\": %zu, \"open_s\": %.3f, \"handshakes_per_s\": %.1f, \"held_s\": %.3f, "
                "\"broadcasts_seen\": %lld, \"broadcasts_complete\": %lld, \"received\": %lld, "
                "\"lost\": %lld, \"out_of_order\": %lld, \"closes_without_frame\": %lld, "
-               "\"client_cpu_total_s\": %.3f}\n",
+               "\"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, \"client_cpu_total_s\": %.3f}\n",
                nsubs_total, opt.procs, nsrc, opt.size, t_ready - t_start,
                nsubs_total / (t_ready - t_start), t_phase - t_ready,
                __atomic_load_n(&shm->published, __ATOMIC_RELAXED), pub_done, received, lost, ooo,
-               closes_without_frame, cpu_total);
+               closes_without_frame, pct_us(0.5), pct_us(0.99), cpu_total);
     }
     return 0;
 }

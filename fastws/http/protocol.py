@@ -38,6 +38,20 @@ class ClientDisconnected(OSError):
     """Raised by send() once the client has gone (ASGI spec: an OSError subclass)."""
 
 
+def caused_by_disconnect(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the ClientDisconnected a send() raised, or was raised while handling
+    one (Starlette turns it into ClientDisconnect or WebSocketDisconnect). ASGI spec 2.4: such
+    an exception is the client going away, not an application error, and is not logged as one.
+    """
+    for _ in range(16):  # cause and context chains are short; a cycle must not hang us
+        if exc is None:
+            return False
+        if isinstance(exc, ClientDisconnected):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 # fastws.ws.protocol imports this module, so it is imported on the first upgrade and kept here
 # (an import statement per upgrade costs a call into importlib's _handle_fromlist).
 _WebSocketProtocol: Any = None
@@ -538,7 +552,10 @@ class RequestResponseCycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
-            logger.error("Exception in ASGI application\n", exc_info=exc)
+            if caused_by_disconnect(exc):
+                logger.debug("Client disconnected during the response: %r", exc)
+            else:
+                logger.error("Exception in ASGI application\n", exc_info=exc)
             if not self.response_started:
                 self._send_500()
             else:

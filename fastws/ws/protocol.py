@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastws import http11
 from fastws.http.flow_control import FlowControl
-from fastws.http.protocol import BufferedOnly, ClientDisconnected
+from fastws.http.protocol import BufferedOnly, ClientDisconnected, caused_by_disconnect
 from fastws.ws import deflate, handshake
 from fastws.ws.frames import (
     FLAG_COMPRESSED,
@@ -453,7 +453,7 @@ class _WebSocket:
     def _app_done(self, task: asyncio.Task[Any]) -> None:
         self.server_state.tasks.discard(task)
         exc = asyncio.CancelledError() if task.cancelled() else task.exception()
-        if isinstance(exc, ClientDisconnected):
+        if caused_by_disconnect(exc):  # the client left; not an app error (ASGI 2.4)
             self._app_finished()
         elif exc is not None:
             logger.error("Exception in ASGI application\n", exc_info=exc)

@@ -9,7 +9,7 @@ __all__ = ["Config", "__version__", "run"]
 
 if TYPE_CHECKING:
     from fastws.config import Config
-    from fastws.server import run
+    from fastws.main import run
 
 
 def __getattr__(name: str) -> Any:
@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return Config
     if name == "run":
-        from fastws.server import run
+        from fastws.main import run
 
         return run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

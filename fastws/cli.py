@@ -1,4 +1,4 @@
-"""The ``fastws`` command: uvicorn's flags, parsed with click, handed to ``fastws.server.run``.
+"""The ``fastws`` command: uvicorn's flags, parsed with click, handed to ``fastws.main.run``.
 
 Owns flag names, help texts, parsing and usage errors. Flag names and meanings match
 uvicorn's so existing scripts keep working; flags uvicorn has and fastws has no use for
@@ -41,7 +41,7 @@ _IGNORED = "Accepted for uvicorn compatibility and ignored"
 
 def run(app: Any, **options: Any) -> None:
     """Serve ``app`` with ``options``; a seam so tests can patch ``fastws.cli.run``."""
-    from fastws.server import run as serve
+    from fastws.main import run as serve
 
     serve(app, **options)
 

@@ -1,9 +1,10 @@
-"""The server process: bind, serve, signals, graceful shutdown, and ``fastws.run()``.
+"""The server process: bind, serve, signals, graceful shutdown.
 
 Owns the listening sockets, the state shared by every connection of one server (ServerState),
 the once-a-second housekeeping (Date header), SIGINT/SIGTERM handling and the shutdown order:
 stop accepting, close WebSockets with 1012, let in-flight HTTP responses finish, run lifespan
-shutdown, all within ``--timeout-graceful-shutdown``. Stays out of protocol details.
+shutdown, all within ``--timeout-graceful-shutdown``. Stays out of protocol details, and
+of the other process models: ``fastws.main.run()`` picks this, a Supervisor or a ChangeReload.
 """
 
 from __future__ import annotations
@@ -304,49 +305,3 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     if tasks:
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-
-
-def run(app: Any, **kwargs: Any) -> None:
-    """Serve ``app`` (an ASGI app or an "module:attr" string) with the options of Config.
-
-    One server process; with ``workers > 1`` a supervisor and that many worker processes
-    (``fastws.supervisor``); with ``reload`` a reloader and one server process restarted on
-    code changes (``fastws.reload``). Both need ``app`` as an import string, since each
-    process imports it anew. Exits the process with status 3 when startup fails (as uvicorn
-    does).
-    """
-    config = Config(app, **kwargs)
-    if (config.reload or config.workers > 1) and not isinstance(app, str):
-        logger.error(
-            "You must pass the application as an import string to enable 'reload' or "
-            "'workers' (each process imports it anew), e.g. fastws.run('main:app', workers=4)."
-        )
-        sys.exit(STARTUP_FAILURE)
-    if config.reload or config.workers > 1:
-        try:
-            if config.reload:
-                from fastws.reload import ChangeReload
-
-                if config.workers > 1:
-                    logger.warning("--reload runs a single server process; --workers is ignored.")
-                status = ChangeReload(config, [config.bind_socket()]).run()
-            else:
-                from fastws.supervisor import Supervisor
-
-                status = Supervisor(config, [config.bind_socket()]).run()
-        finally:
-            if config.uds and os.path.exists(config.uds):
-                os.remove(config.uds)
-        if status:
-            sys.exit(status)
-        return
-    server = Server(config)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if config.uds and os.path.exists(config.uds):
-            os.remove(config.uds)
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)

@@ -45,7 +45,7 @@ from fastws.proxy_headers import (
     parse_trusted_hosts,
     trusted_host_error,
 )
-from fastws.ws.handshake import AllowedOrigins, compile_origins
+from fastws.ws.origins import AllowedOrigins, compile_origins
 
 __all__ = [
     "STARTUP_FAILURE",
@@ -494,7 +494,7 @@ class Config:
         ws_allowed_origins: origins allowed to open a WebSocket (a list, or one
             comma-separated string): exact ones (``https://app.example.com``) and wildcards
             (``https://*.example.com``: subdomains only); see
-            ``fastws.ws.handshake.compile_origins``. An upgrade with a missing or other
+            ``fastws.ws.origins.compile_origins``. An upgrade with a missing or other
             Origin gets 403 before the app is called. None (the default) allows any origin.
 
     Raises:

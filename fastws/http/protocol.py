@@ -21,7 +21,7 @@ import httptools
 from fastws import http11
 from fastws.http.flow_control import FlowControl
 from fastws.logging import TRACE_LOG_LEVEL
-from fastws.ws import handshake
+from fastws.ws import handshake, origins
 
 if TYPE_CHECKING:
     from fastws.config import Config
@@ -415,7 +415,7 @@ class HttpProtocol(BufferedOnly):
         allowed_origins = self.config.allowed_origins
         if allowed_origins is not None and isinstance(offer, handshake.Offer):
             # --ws-allowed-origins: refuse cross-site upgrades before the app sees them.
-            offer = handshake.check_origin(self.headers, allowed_origins) or offer
+            offer = origins.check_origin(self.headers, allowed_origins) or offer
         if isinstance(offer, handshake.Rejection):
             logger.info("WebSocket upgrade refused: %s", offer.reason)
             self._respond_and_close(

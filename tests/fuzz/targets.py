@@ -48,6 +48,7 @@ import httptools
 
 from fastws import _speedups_py as pure
 from fastws.ws import deflate, handshake
+from fastws.ws import origins as origin_policy
 
 try:
     from fastws import _speedups as compiled
@@ -1164,7 +1165,7 @@ def handshake_target(data: bytes) -> None:
     """validate_request, the responses, negotiate and the Origin check on arbitrary headers."""
     global _ALLOWED
     if _ALLOWED is None:
-        _ALLOWED = handshake.compile_origins(
+        _ALLOWED = origin_policy.compile_origins(
             ["https://app.example.com", "http://127.0.0.1:8000", "https://*.example.org"]
         )
     inp = Input(data)
@@ -1218,8 +1219,8 @@ def handshake_target(data: bytes) -> None:
         check(b"content-length: %d" % len(body) in head, "content-length mismatch", response)
     origins = [v for n, v in headers if n == b"origin"]
     for origin in origins:
-        handshake.origin_allowed(origin, _ALLOWED)
-    rejection = handshake.check_origin(headers, _ALLOWED)
+        origin_policy.origin_allowed(origin, _ALLOWED)
+    rejection = origin_policy.check_origin(headers, _ALLOWED)
     check(rejection is None or rejection.status == 403, "origin rejection status")
     check(
         rejection is not None or len(origins) == 1,

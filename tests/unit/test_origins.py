@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from fastws import cli
 from fastws.config import Config, option_default
 from fastws.ws import handshake
-from fastws.ws.handshake import AllowedOrigins, check_origin, compile_origins, origin_allowed
+from fastws.ws.origins import AllowedOrigins, check_origin, compile_origins, origin_allowed
 
 pytestmark = pytest.mark.timeout(30)
 

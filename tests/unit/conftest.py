@@ -1,15 +1,23 @@
-"""Fixtures for the codec unit tests: the same test runs on both codec implementations.
+"""Fixtures shared by the unit tests: the same test runs on both builds.
 
 `codec` is parametrised over the pure-Python twin (fastws._speedups_py) and the compiled module
-(fastws._speedups). A missing compiled module skips its half of the run, unless
-FASTWS_REQUIRE_EXTENSIONS is set (as in CI), where the ImportError fails the test instead.
+(fastws._speedups); `protocol` over fastws/ws/protocol.py run as plain Python and its compiled
+module. A missing compiled module skips its half of the run, unless FASTWS_REQUIRE_EXTENSIONS is
+set (as in CI), where the test fails instead. `FakeTransport` stands in for asyncio's socket
+transport and records what a protocol does to it; `loop` is a fresh event loop per test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import importlib
+import importlib.util
 import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -40,3 +48,152 @@ def codec(request: pytest.FixtureRequest) -> ModuleType:
 def both_codecs() -> tuple[ModuleType, ModuleType]:
     """(pure-Python, compiled), for tests that feed both the same input and compare."""
     return load_codec("python"), load_codec("cython")
+
+
+PROTOCOL_SOURCE = Path(__file__).resolve().parents[2] / "fastws" / "ws" / "protocol.py"
+
+
+@functools.cache
+def pure_protocol() -> ModuleType:
+    """fastws/ws/protocol.py run as plain Python, beside the compiled module (loaded once)."""
+    importlib.import_module("fastws.ws.frames")  # the package and codec, chosen as configured
+    spec = importlib.util.spec_from_file_location("fastws.ws._protocol_source", PROTOCOL_SOURCE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    saved = os.environ.pop("FASTWS_REQUIRE_EXTENSIONS", None)  # it asks for the compiled build
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is not None:
+            os.environ["FASTWS_REQUIRE_EXTENSIONS"] = saved
+    assert not module.COMPILED
+    return module
+
+
+def load_protocol(name: str) -> ModuleType:
+    """fastws.ws.protocol as "python" (the source run as is) or "cython" (the compiled module)."""
+    if name == "python":
+        return pure_protocol()
+    module = importlib.import_module("fastws.ws.protocol")
+    if not module.COMPILED:
+        if _require_extensions():
+            pytest.fail("fastws.ws.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS)")
+        pytest.skip("fastws.ws.protocol not compiled here (make build); the pure run covers it")
+    return module
+
+
+@pytest.fixture(params=["python", "cython"], scope="module")
+def protocol(request: pytest.FixtureRequest) -> ModuleType:
+    """One build of fastws.ws.protocol; every test using it runs once per build."""
+    return load_protocol(request.param)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A new event loop; tasks still running at the end are cancelled before it closes."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks))
+    loop.close()
+
+
+class FakeTransport(asyncio.Transport):
+    """A socket transport that records what its protocol does to it.
+
+    ``writes``: every write (writelines' buffers one by one); ``calls``: the names of the
+    close/abort/pause/resume calls in order. close() and abort() deliver connection_lost(None)
+    to the protocol set at the time on the next loop pass, as asyncio's transports do (only
+    with a ``loop``). ``buffer_size`` is what get_write_buffer_size() answers: set it to make
+    the transport look full. No socket: get_extra_info("socket") is None, so a protocol writes
+    through write() only.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__()
+        self.loop = loop
+        self.protocol: Any = None
+        self.writes: list[bytes] = []
+        self.calls: list[str] = []
+        self.closing = False
+        self.aborted = False
+        self.reading = True
+        self.lost = False
+        self.buffer_size = 0
+        self.limits: tuple[int | None, int | None] = (None, None)
+
+    @property
+    def written(self) -> bytes:
+        return b"".join(self.writes)
+
+    def write(self, data: Any) -> None:
+        assert not self.closing, "write() after close()"
+        self.writes.append(bytes(data))
+
+    def writelines(self, list_of_data: Iterable[Any]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def close(self) -> None:
+        self.calls.append("close")
+        self._lose()
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.aborted = True
+        self._lose()
+
+    def _lose(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.reading = False
+        if self.loop is not None:
+            self.loop.call_soon(self._lost)
+
+    def _lost(self) -> None:
+        self.lost = True
+        if self.protocol is not None:
+            self.protocol.connection_lost(None)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause_reading")
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume_reading")
+        if not self.closing:
+            self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffer_size
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.limits = (high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        high, low = self.limits
+        return (low or 0, high or 0)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 40000)}.get(
+            name, default
+        )
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol

@@ -10,57 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
-import importlib.util
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parents[2] / "fastws" / "ws" / "protocol.py"
-
-
-def _pure_protocol() -> ModuleType:
-    """fastws/ws/protocol.py run as plain Python, beside the compiled module."""
-    importlib.import_module("fastws.ws.frames")  # the package and codec, chosen as configured
-    spec = importlib.util.spec_from_file_location("fastws.ws._protocol_source", SOURCE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    saved = os.environ.pop("FASTWS_REQUIRE_EXTENSIONS", None)  # it asks for the compiled build
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if saved is not None:
-            os.environ["FASTWS_REQUIRE_EXTENSIONS"] = saved
-    assert not module.COMPILED
-    return module
-
-
-@pytest.fixture(params=["python", "cython"], scope="module")
-def protocol(request: pytest.FixtureRequest) -> ModuleType:
-    if request.param == "python":
-        return _pure_protocol()
-    module = importlib.import_module("fastws.ws.protocol")
-    if not module.COMPILED:
-        if os.environ.get("FASTWS_REQUIRE_EXTENSIONS", "") not in ("", "0"):
-            pytest.fail("fastws.ws.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS)")
-        pytest.skip("fastws.ws.protocol not compiled here (make build); the pure run covers it")
-    return module
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    tasks = asyncio.all_tasks(loop)
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.wait(tasks))
-    loop.close()
+# `protocol` (both builds of fastws.ws.protocol) and `loop` come from conftest.py.
 
 
 class App:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
@@ -269,6 +270,7 @@ class HttpProtocol(BufferedOnly):
             "root_path": self.root_path,
             "headers": self.headers,
             "state": self.app_state.copy(),
+            "extensions": {"http.response.pathsend": {}},
         }
 
     def on_url(self, url: bytes) -> None:
@@ -556,7 +558,9 @@ class RequestResponseCycle:
                 logger.debug("Client disconnected during the response: %r", exc)
             else:
                 logger.error("Exception in ASGI application\n", exc_info=exc)
-            if not self.response_started:
+            if not self.response_started or self._head is not None:
+                # Nothing is on the wire yet (the head waits for the first body message).
+                self._head = None
                 self._send_500()
             else:
                 self.transport.close()
@@ -599,30 +603,19 @@ class RequestResponseCycle:
                 f"Unexpected ASGI message '{message_type}' after response completed."
             )
         if message_type != "http.response.body":
-            raise RuntimeError(f"Expected 'http.response.body', got '{message_type}'.")
+            if message_type == "http.response.pathsend":
+                await self._pathsend(message)
+                return
+            raise RuntimeError(
+                f"Expected 'http.response.body' or 'http.response.pathsend', got '{message_type}'."
+            )
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         head = self._head
         if head is not None:
-            self._head = None
             # First body message: decide the framing now, so that a single-message response
             # goes out with a content-length, in one write.
-            if self.chunked_encoding is None and not self.no_body:
-                if not more_body:
-                    head.append(b"content-length: %d\r\n" % len(body))
-                    self.expected_content_length = len(body)
-                    self.chunked_encoding = False
-                elif self.scope["http_version"] != "1.0":
-                    head.append(b"transfer-encoding: chunked\r\n")
-                    self.chunked_encoding = True
-                else:  # HTTP/1.0 streaming: the end of the body is the end of the connection
-                    self.keep_alive = False
-                    self.expected_content_length = -1
-            if not self.keep_alive:
-                head.append(b"connection: close\r\n")
-            elif self.scope["http_version"] == "1.0":
-                head.append(b"connection: keep-alive\r\n")
-            head.append(b"\r\n")
+            self._end_head(head, None if more_body else len(body))
             if self.no_body or not body or self.chunked_encoding:
                 self.transport.write(b"".join(head))
             else:
@@ -641,22 +634,143 @@ class RequestResponseCycle:
             self._count(len(body))
             self.transport.write(body)
         if not more_body:
-            if self.expected_content_length > 0 and not self.no_body:
-                raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.message_event.set()
-            if self.protocol.access_log:
-                access_logger.info(
-                    '%s - "%s %s HTTP/%s" %d',
-                    _format_client(self.scope.get("client")),
-                    self.scope["method"],
-                    _quoted_path(self.scope),
-                    self.scope["http_version"],
-                    self.status,
-                )
-            if not self.keep_alive:
-                self.transport.close()
-            self.protocol.on_response_complete()
+            self._complete()
+
+    def _end_head(self, head: list[bytes], length: int | None) -> None:
+        """Add the framing headers to the head (``length``: the whole body's, if known)."""
+        self._head = None
+        if self.chunked_encoding is None and not self.no_body:
+            if length is not None:
+                head.append(b"content-length: %d\r\n" % length)
+                self.expected_content_length = length
+                self.chunked_encoding = False
+            elif self.scope["http_version"] != "1.0":
+                head.append(b"transfer-encoding: chunked\r\n")
+                self.chunked_encoding = True
+            else:  # HTTP/1.0 streaming: the end of the body is the end of the connection
+                self.keep_alive = False
+                self.expected_content_length = -1
+        if not self.keep_alive:
+            head.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":
+            head.append(b"connection: keep-alive\r\n")
+        head.append(b"\r\n")
+
+    def _complete(self) -> None:
+        if self.expected_content_length > 0 and not self.no_body:
+            raise RuntimeError("Response content shorter than Content-Length")
+        self.response_complete = True
+        self.message_event.set()
+        if self.protocol.access_log:
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                _format_client(self.scope.get("client")),
+                self.scope["method"],
+                _quoted_path(self.scope),
+                self.scope["http_version"],
+                self.status,
+            )
+        if not self.keep_alive:
+            self.transport.close()
+        self.protocol.on_response_complete()
+
+    async def _pathsend(self, message: dict[str, Any]) -> None:
+        """``http.response.pathsend`` (ASGI extension): the file at ``path`` is the rest of the
+        body. Without TLS, os.sendfile() moves it from the page cache to the socket while the
+        transport holds nothing; when the socket is full, one chunk goes through the transport
+        so that its drained buffer says when to go on. With TLS, or chunked framing, chunks
+        are read and written."""
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise RuntimeError(
+                f"http.response.pathsend needs an absolute 'path' (str), got {path!r}."
+            )
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed in finally, across awaits
+        except OSError as exc:
+            raise RuntimeError(f"http.response.pathsend cannot open {path!r}: {exc}") from exc
+        try:
+            size = os.fstat(file.fileno()).st_size
+            head = self._head
+            if head is not None:
+                if self.chunked_encoding is False and self.expected_content_length != size:
+                    raise RuntimeError(
+                        f"http.response.pathsend: content-length {self.expected_content_length} "
+                        f"is not the size of {path!r} ({size} bytes)."
+                    )
+                self._end_head(head, size)
+                self.transport.write(b"".join(head))
+            if not self.no_body and size:
+                if not self.chunked_encoding:
+                    self._count(size)
+                if self.chunked_encoding or self.protocol.scheme == "https":
+                    await self._copy_file(file, size)
+                else:
+                    await self._sendfile(file, size)
+        finally:
+            file.close()
+        self._complete()
+
+    async def _copy_file(self, file: Any, size: int) -> None:
+        offset = 0
+        while offset < size:
+            chunk = os.pread(file.fileno(), min(size - offset, _FILE_CHUNK), offset)
+            if not chunk:
+                raise RuntimeError("http.response.pathsend: the file shrank while being sent.")
+            offset += len(chunk)
+            await self._wait_writable()
+            if self.chunked_encoding:
+                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                self.transport.write(chunk)
+        if self.chunked_encoding:
+            self.transport.write(b"0\r\n\r\n")
+
+    async def _sendfile(self, file: Any, size: int) -> None:
+        transport = self.transport
+        sock = transport.get_extra_info("socket")
+        out_fd = -1 if sock is None else sock.fileno()
+        in_fd = file.fileno()
+        offset = 0
+        # Paused at any buffered byte, resumed once the buffer is empty: the moment when
+        # sending on the socket directly keeps the order.
+        limits = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0)
+        try:
+            while offset < size:
+                await self._wait_writable()
+                sent = 0
+                if out_fd >= 0 and not transport.get_write_buffer_size():
+                    try:
+                        sent = os.sendfile(out_fd, in_fd, offset, min(size - offset, 1 << 24))
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError:
+                        # The client went away: the transport finds out and reports it.
+                        out_fd = -1
+                    if sent == 0 and out_fd >= 0 and offset < size and not _file_has(in_fd, offset):
+                        raise RuntimeError(
+                            "http.response.pathsend: the file shrank while being sent."
+                        )
+                if sent:
+                    offset += sent
+                    continue
+                # The socket is full (or the transport holds bytes): one chunk through the
+                # transport, whose buffer then pauses us until the socket has drained.
+                chunk = os.pread(in_fd, min(size - offset, _FILE_CHUNK), offset)
+                if not chunk:
+                    raise RuntimeError("http.response.pathsend: the file shrank while being sent.")
+                offset += len(chunk)
+                transport.write(chunk)
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=limits[1], low=limits[0])
+
+    async def _wait_writable(self) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected or self.transport.is_closing():
+            raise ClientDisconnected
 
     _head: list[bytes] | None = None
 
@@ -729,6 +843,13 @@ class RequestResponseCycle:
         self.request_complete = not self.more_body
         self.message_event.clear()  # everything buffered so far is in this message
         return message
+
+
+_FILE_CHUNK = 256 * 1024  # bytes read per write where a file cannot go by sendfile()
+
+
+def _file_has(fd: int, offset: int) -> bool:
+    return os.fstat(fd).st_size > offset
 
 
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))

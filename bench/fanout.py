@@ -428,7 +428,7 @@ def fmt(x: float | None, digits: int = 0) -> str:
     return "n/a" if x is None else f"{x:,.{digits}f}"
 
 
-def render(doc: dict[str, Any], run_file: Path, png: str | None) -> str:
+def render(doc: dict[str, Any], run_file: Path, png: str | None, note: str = "") -> str:
     s = summarize(doc)
     env = doc["environment"]
     st = doc["settings"]
@@ -506,6 +506,8 @@ def render(doc: dict[str, Any], run_file: Path, png: str | None) -> str:
         L.append("")
     if png:
         L += [f"![fan-out: deliveries per server CPU-second]({png})", ""]
+    if note:
+        L += [note, ""]
     L += [
         "Reading: *deliveries per server CPU-s* is what the server spends per subscriber "
         "message (user + system time of all its processes over the measured window, from "
@@ -533,6 +535,10 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
     cols = min(4, len(scs))
     rows = (len(scs) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    every = [x["per_cpu"] / 1000 for per in s.values() for x in per.values() if x.get("per_cpu")]
+    span = (min(every) / 2, max(every) * 4) if every else (1, 10)
     for ax, sc in zip(axes.flat, scs, strict=False):
         per = s.get(sc["key"], {})
         names = [n for n in doc["servers"] if per.get(n, {}).get("per_cpu")]
@@ -556,8 +562,9 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
             ax.text(v * 1.05, yi, f"{v:,.0f}k", va="center", fontsize=7)
         ax.set_title(sc["key"], fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-        if vals:
-            ax.set_xlim(min(vals) / 2, max(vals) * 4)
+        ax.set_xlim(*span)  # one scale for every panel
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}k"))
     for ax in list(axes.flat)[len(scs) :]:
         ax.axis("off")
     env = doc["environment"]
@@ -579,14 +586,14 @@ def report(a: argparse.Namespace) -> int:
     stamp = run_file.stem.replace("fanout-", "")
     png = RESULTS / f"fanout-report-{stamp}.png"
     has_png = chart(doc, png)
-    md = render(doc, run_file, png.name if has_png else None)
+    md = render(doc, run_file, png.name if has_png else None, a.note)
     (RESULTS / f"fanout-report-{stamp}.md").write_text(md)
     print(md)
     if a.docs:
         docs_png = DOCS / "benchmarks-fanout.png"
         if has_png:
             docs_png.write_bytes(png.read_bytes())
-        md = render(doc, run_file, docs_png.name if has_png else None)
+        md = render(doc, run_file, docs_png.name if has_png else None, a.note)
         bench_md = DOCS / "BENCHMARKS.md"
         text = bench_md.read_text() if bench_md.exists() else "# fastws load benchmarks\n"
         if MARK_START in text and MARK_END in text:
@@ -604,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["report"]:
         p = argparse.ArgumentParser(prog="fanout.py report")
         p.add_argument("run_file", nargs="?", default=str(RESULTS / "fanout-latest.json"))
+        p.add_argument("--note", default="", help="a paragraph to add (conditions of the run)")
         p.add_argument(
             "--docs", action="store_true", help="write the Fan-out section of docs/BENCHMARKS.md"
         )
@@ -643,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = measure(a)
     if a.report:
-        report(argparse.Namespace(run_file=str(out), docs=False))
+        report(argparse.Namespace(run_file=str(out), docs=False, note=""))
     return 0
 
 

@@ -1146,6 +1146,10 @@ static int fanout_main(void) {
         kids[k] = pid;
     }
     rng_state ^= (uint64_t)(my_proc + 1) * 0x9E3779B97F4A7C15ull;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)my_subs + 16 > rl.rlim_cur)
+        die("%d connections in one process, but it may open %llu files: use --procs "
+            "(each process takes a slice)", my_subs, (unsigned long long)rl.rlim_cur);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     int have_pub = my_proc == 0 && opt.mode == MODE_FANOUT;
     nconns = my_subs + have_pub;

@@ -31,6 +31,10 @@ if not COMPILED and _flag("FASTWS_REQUIRE_EXTENSIONS") and not _flag("FASTWS_NO_
 _TEXT = int(Opcode.TEXT)
 _BINARY = int(Opcode.BINARY)
 
+# The hub of each running server, by its event loop (server.py startup/shutdown): where
+# fastws.pubsub finds it for code outside any WebSocket.
+HUBS: dict[Any, Hub] = {}
+
 
 class Hub:
     """One process's topics. ``topics[topic]`` is a dict used as an ordered set of the

@@ -4,6 +4,8 @@
 - fastws.ws.protocol: the WebSocket connection, compiled from its own Python source in Cython's
   pure-Python mode with the field and method types in fastws/ws/protocol.pxd. Python imports
   the compiled module in preference to the .py beside it.
+- fastws.ws.pubsub: the pub/sub topics and their fan-out loop, the same way (pubsub.pxd), so the
+  loop over subscribers calls the connection's C methods.
 
 Switches (environment variables):
   FASTWS_NO_EXTENSIONS=1    build a pure-Python package (both fall back to their Python source)
@@ -48,8 +50,14 @@ def extensions() -> list:
         define_macros=macros,
         extra_compile_args=args,
     )
+    pubsub = Extension(
+        "fastws.ws.pubsub",
+        ["fastws/ws/pubsub.py"],
+        define_macros=macros,
+        extra_compile_args=args,
+    )
     return cythonize(
-        [codec, protocol],
+        [codec, protocol, pubsub],
         annotate=_flag("FASTWS_CYTHON_ANNOTATE"),
         compiler_directives=directives,
     )

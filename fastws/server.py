@@ -33,6 +33,7 @@ from fastws.http.protocol import HttpProtocol
 from fastws.lifespan import make_lifespan
 from fastws.loops import loop_name, new_event_loop
 from fastws.ws.protocol import Wakeups
+from fastws.ws.pubsub import HUBS, Hub
 
 logger = logging.getLogger("fastws.error")
 
@@ -55,6 +56,7 @@ class ServerState:
         self.scratch = bytearray(SCRATCH_BYTES)
         self.scratch_view = memoryview(self.scratch)
         self.wakeups = Wakeups()  # wakes the apps' tasks for their messages
+        self.hub = Hub()  # pub/sub topics (docs/pubsub.md)
 
 
 class Server:
@@ -110,6 +112,16 @@ class Server:
         logger.info("Finished server process [%d]", process_id)
 
     async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        hub = self.server_state.hub
+        hub.loop = asyncio.get_running_loop()
+        # Publishing from outside a WebSocket (HTTP endpoints, background tasks, lifespan):
+        # fastws.pubsub finds the hub of the running loop (or the process's only one) here.
+        HUBS[hub.loop] = hub
+        if self.config.pubsub is not None:
+            from fastws.ws.pubsub_redis import RedisBridge
+
+            hub.bridge = RedisBridge(hub, self.config.pubsub)
+            hub.bridge.start()
         await self.lifespan.startup()
         if self.lifespan.should_exit:
             self.should_exit = True
@@ -254,6 +266,11 @@ class Server:
                     transport.abort()
         if not self.force_exit:
             await self.lifespan.shutdown()
+        hub = self.server_state.hub
+        HUBS.pop(hub.loop, None)
+        if hub.bridge is not None:
+            bridge, hub.bridge = hub.bridge, None
+            await bridge.close()
 
     async def _wait_tasks_to_complete(self) -> None:
         state = self.server_state

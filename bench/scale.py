@@ -56,7 +56,8 @@ TOPIC_CHANNEL = b"fastws:bench"  # fastws.ws.pubsub_redis: PREFIX + topic
 FAN_HDR = 34  # wsload's payload header: "%016llx %016llx " (sequence, send time in ns)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PER_PROC_FDS = 16_000  # connections per wsload process (limit 20,000: room to spare)
-PER_WORKER_CONNS = 12_500  # target per worker; a worker's share varies (shared accept queue)
+PER_WORKER_CONNS = 10_000  # target per worker: a worker's share varies (one shared accept
+# queue, the free worker accepts), and one past its 20,000 descriptors would fail accepts
 PER_SRC_ADDR = 20_000  # connections per source address (of ~28,000 ephemeral ports)
 
 
@@ -338,6 +339,9 @@ class Server:
             "--no-access-log",
             "--log-level",
             "warning",
+            # the 2-core machine is shared: a worker starved for 5 s is not a hung one
+            "--timeout-worker-healthcheck",
+            "20",
         ]
         self.log_path = workdir / "fastws.log"
         self.log = open(self.log_path, "ab")
@@ -943,5 +947,333 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# --- memory per idle connection: `scale.py memory` ----------------------------------------------
+
+OWN_EXCLUDE_TYPES = (type, type(sys), type(main), type(main.__code__))
+# shared by every connection, though not always reachable from a module through gc referents
+# (compiled functions keep their code objects and constants in C statics)
+SHARED_TYPE_NAMES = {
+    "cython_function_or_method",
+    "fused_cython_function",
+    "method_descriptor",
+    "getset_descriptor",
+    "wrapper_descriptor",
+    "member_descriptor",
+}
+
+
+def reachable(roots: list[Any], stop: set[int], stop_types: tuple[type, ...]) -> dict[int, Any]:
+    """Every object reachable from `roots` through gc referents, entering neither the ids in
+    `stop` nor objects of `stop_types` (the per-connection kinds: protocol, transport, task)
+    other than the roots themselves."""
+    import gc
+
+    seen: dict[int, Any] = {}
+    root_ids = {id(r) for r in roots}
+    todo = list(roots)
+    while todo:
+        obj = todo.pop()
+        oid = id(obj)
+        if oid in seen or oid in stop or isinstance(obj, OWN_EXCLUDE_TYPES):
+            continue
+        if type(obj).__name__ in SHARED_TYPE_NAMES:
+            continue
+        if oid not in root_ids and isinstance(obj, stop_types):
+            continue
+        seen[oid] = obj
+        todo.extend(gc.get_referents(obj))
+    return seen
+
+
+def memory_breakdown(conn: Any, other: Any, shared_roots: list[Any]) -> list[tuple[str, int, int]]:
+    """(attribute, objects, bytes) of what each attribute of one connection reaches that
+    neither the rest of the process (without going through a connection) nor another
+    connection reaches: the connection's own objects. getsizeof only: memory an object
+    allocates in C beside its Python object (libuv's handle, the reader's buffers) is not in
+    it; tracemalloc's figure is."""
+    import asyncio
+
+    stop_types = tuple(
+        {type(conn), type(conn.transport), asyncio.Task, asyncio.Future, asyncio.Handle}
+    )
+    shared = reachable(shared_roots, set(), stop_types)
+    # constants of compiled modules (dict keys, strings) live in C statics: seen from any two
+    # connections alike
+    shared |= reachable([other], set(shared), stop_types)
+    rows: list[tuple[str, int, int]] = [("protocol object (the struct)", 1, sys.getsizeof(conn))]
+    counted: set[int] = {id(conn)} | set(shared)
+    first = ["transport", "reader", "flow", "scope", "task", "waiter", "queue", "offer"]
+    names = first + [n for n in dir(type(conn)) if not n.startswith("__") and n not in first]
+    for name in names:
+        try:
+            value = getattr(conn, name)
+        except AttributeError:
+            continue
+        if callable(value) and getattr(value, "__self__", None) is conn:
+            continue  # a bound method made by getattr, not held
+        if id(value) in counted or type(value) in (int, float, bool):
+            continue  # numbers: C fields of the struct, boxed by getattr
+        own = reachable([value], counted, stop_types)
+        if not own:
+            continue
+        counted |= set(own)
+        rows.append((name, len(own), sum(sys.getsizeof(o) for o in own.values())))
+        if os.environ.get("SCALE_MEMORY_DEBUG"):
+            kinds: dict[str, list[int]] = {}
+            for o in own.values():
+                kinds.setdefault(type(o).__name__, []).append(sys.getsizeof(o))
+            print(
+                f"      {name}: "
+                + ", ".join(
+                    f"{k} x{len(v)} {sum(v)}"
+                    for k, v in sorted(kinds.items(), key=lambda kv: -sum(kv[1]))
+                )
+            )
+    return rows
+
+
+def rss_kib_self() -> int:
+    return status_kib(os.getpid(), "VmRSS")
+
+
+def memory_main(argv: list[str]) -> int:
+    """One in-process fastws server (uvloop, httptools, one worker, bench/apps/echo.py) and
+    `wsload idle -c N`: RSS per connection, tracemalloc's growth by source line, and the
+    getsizeof breakdown of one live connection."""
+    import gc
+    import tracemalloc
+
+    ap = argparse.ArgumentParser(prog="scale.py memory", description=memory_main.__doc__)
+    ap.add_argument("--conns", type=int, default=10_000)
+    ap.add_argument("--top", type=int, default=25, help="tracemalloc lines to show")
+    ap.add_argument(
+        "--no-tracemalloc",
+        action="store_true",
+        help="RSS only (tracemalloc adds its own bookkeeping to RSS)",
+    )
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    sys.path.insert(0, str(APPS))
+    import echo  # bench/apps/echo.py
+    import uvloop
+
+    from fastws.config import Config
+    from fastws.server import Server as FastwsServer
+    from fastws.ws import frames
+
+    config = Config(
+        echo.app,
+        host=HOST,
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = FastwsServer(config)
+    state: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = uvloop.new_event_loop()
+        state["loop"] = loop
+        try:
+            loop.run_until_complete(server.serve())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise SystemExit("in-process server did not start")
+        time.sleep(0.01)
+    port = int(server.servers[0].sockets[0].getsockname()[1])
+
+    def idle(n: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                str(WSLOAD),
+                "idle",
+                "-p",
+                str(port),
+                "-h",
+                HOST,
+                "-c",
+                str(n),
+                "-k",
+                "64",
+                "--hold-s",
+                "300",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_ready(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"wsload idle failed: {proc.stderr.read().decode()[-500:]}")
+        return json.loads(line)
+
+    def finish(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+        out, _ = proc.communicate(b"\n", timeout=60)
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+    # warm-up: lazy imports, the loop's caches, the allocator's first arenas
+    w = idle(200)
+    wait_ready(w)
+    finish(w)
+    time.sleep(0.5)
+    gc.collect()
+    if not args.no_tracemalloc:
+        tracemalloc.start(4)
+    gc.collect()
+    rss0 = rss_kib_self()
+    snap0 = tracemalloc.take_snapshot() if not args.no_tracemalloc else None
+    proc = idle(args.conns)
+    ready = wait_ready(proc)
+    time.sleep(1.0)
+    gc.collect()
+    rss1 = rss_kib_self()
+    snap1 = tracemalloc.take_snapshot() if snap0 is not None else None
+    result: dict[str, Any] = {
+        "conns": args.conns,
+        "commit": git_commit(),
+        "codec": frames.IMPLEMENTATION,
+        "tracemalloc": snap0 is not None,
+        "rss_before_kib": rss0,
+        "rss_after_kib": rss1,
+        "rss_per_conn_bytes": (rss1 - rss0) * 1024 / args.conns,
+        "client_ready": ready,
+    }
+    n = args.conns
+    print(f"\n## idle memory, echo app, one in-process worker (uvloop), {n:,} connections")
+    print(
+        f"   codec {frames.IMPLEMENTATION}, commit {result['commit']}, tracemalloc "
+        f"{'on (its bookkeeping is in RSS too)' if snap0 else 'off'}"
+    )
+    print(
+        f"   RSS {rss0 / 1024:,.1f} -> {rss1 / 1024:,.1f} MiB: "
+        f"{result['rss_per_conn_bytes']:,.0f} B per connection\n"
+    )
+
+    if snap0 is not None and snap1 is not None:
+        filt = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        diff = snap1.filter_traces(filt).compare_to(snap0.filter_traces(filt), "lineno")
+        total = sum(d.size_diff for d in diff)
+        result["tracemalloc_total_per_conn"] = total / n
+        print(
+            f"   tracemalloc: +{total / 2**20:,.1f} MiB traced, {total / n:,.0f} B per "
+            "connection; by allocating line (B per connection, objects per connection):"
+        )
+        rows = []
+        for d in diff[: args.top]:
+            frame = d.traceback[0]
+            where = f"{Path(frame.filename).name}:{frame.lineno}"
+            rows.append(
+                {
+                    "where": where,
+                    "bytes_per_conn": d.size_diff / n,
+                    "objects_per_conn": d.count_diff / n,
+                }
+            )
+            print(f"   {d.size_diff / n:>8,.0f}  {d.count_diff / n:>6.2f}  {where}")
+        result["tracemalloc_top"] = rows
+        by_file: dict[str, int] = {}
+        for d in diff:
+            name = Path(d.traceback[0].filename).name
+            by_file[name] = by_file.get(name, 0) + d.size_diff
+        result["tracemalloc_by_file"] = {
+            k: v / n for k, v in sorted(by_file.items(), key=lambda kv: -kv[1])[:15]
+        }
+        print(
+            "   by file: "
+            + ", ".join(
+                f"{k} {v:,.0f}" for k, v in list(result["tracemalloc_by_file"].items())[:10]
+            )
+        )
+
+    # getsizeof of one live connection, attribute by attribute
+    from fastws.ws import protocol as wsproto
+
+    conns = [
+        o
+        for o in gc.get_objects()
+        if type(o).__name__ == "WebSocketProtocol" and getattr(o, "transport", None) is not None
+    ]
+    result["live_protocol_objects"] = len(conns)
+    if len(conns) >= 2:
+        shared = [sys.modules, state["loop"], config, server, server.server_state, wsproto]
+        rows3 = memory_breakdown(conns[len(conns) // 2], conns[len(conns) // 2 + 1], shared)
+        print(
+            f"\n   one live connection, sys.getsizeof of what it alone reaches "
+            f"({len(conns):,} protocol objects found):"
+        )
+        total3 = 0
+        for name, count, size in rows3:
+            total3 += size
+            print(f"   {size:>8,}  {count:>4}  {name}")
+        print(
+            f"   {total3:>8,}        total (getsizeof; allocator overhead and C-side "
+            "buffers not included)"
+        )
+        result["getsizeof_breakdown"] = [{"attr": a, "objects": c, "bytes": b} for a, c, b in rows3]
+        result["getsizeof_total"] = total3
+        a = conns[len(conns) // 2]
+        detail: dict[str, Any] = {}
+        scope = getattr(a, "scope", None)
+        if isinstance(scope, dict):
+            detail["scope_keys"] = {k: sys.getsizeof(v) for k, v in scope.items()}
+            headers = scope.get("headers") or []
+            detail["headers"] = {
+                "count": len(headers),
+                "list": sys.getsizeof(headers),
+                "items": sum(sys.getsizeof(h) + sum(sys.getsizeof(x) for x in h) for h in headers),
+            }
+        task = getattr(a, "task", None)
+        if task is not None:
+            coro = task.get_coro()
+            frames_size = 0
+            frame = getattr(coro, "cr_frame", None)
+            chain = []
+            while coro is not None:
+                chain.append(type(coro).__name__)
+                if getattr(coro, "cr_frame", None) is not None:
+                    frames_size += sys.getsizeof(coro.cr_frame)
+                coro = getattr(coro, "cr_await", None)
+                if coro is not None and not hasattr(coro, "cr_frame"):
+                    chain.append(type(coro).__name__)
+                    break
+            detail["task"] = {
+                "task": sys.getsizeof(task),
+                "coro_chain": chain,
+                "frames": frames_size,
+                "first_frame": frame is not None,
+            }
+        transport = getattr(a, "transport", None)
+        detail["transport"] = {
+            "type": type(transport).__name__,
+            "getsizeof": sys.getsizeof(transport),
+        }
+        print(f"   detail: {json.dumps(detail, default=str)}")
+        result["detail"] = detail
+    finish(proc)
+    server.should_exit = True
+    thread.join(10)
+    out = args.json or RESULTS / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"\n   result: {out}")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["memory"]:
+        sys.exit(memory_main(sys.argv[2:]))
     sys.exit(main())

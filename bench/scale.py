@@ -388,6 +388,19 @@ class Server:
         self.log.close()
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (/proc/PID/stat, 100 Hz ticks)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def snapshot(server: Server, kinds: bool = False) -> dict[str, Any]:
     pids = server.workers()
     workers = [
@@ -395,6 +408,7 @@ def snapshot(server: Server, kinds: bool = False) -> dict[str, Any]:
             "pid": p,
             "rss_kib": status_kib(p, "VmRSS"),
             "fds": fd_count(p),
+            "cpu_s": cpu_s(p),
             "fd_kinds": fd_kinds(p) if kinds else {},
             "sockets": sorted(socket_inodes(p)) if kinds else [],
         }
@@ -404,6 +418,7 @@ def snapshot(server: Server, kinds: bool = False) -> dict[str, Any]:
         "t": time.monotonic(),
         "workers": workers,
         "rss_kib": sum(w["rss_kib"] for w in workers),
+        "cpu_s": sum(w["cpu_s"] for w in workers),
         "supervisor_rss_kib": status_kib(server.proc.pid, "VmRSS")
         if len(pids) > 1 or pids[0] != server.proc.pid
         else 0,
@@ -750,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({ready['handshakes_per_s']:,.0f} handshakes/s)"
         )
         result["open_s"] = ready["open_s"]
+        result["server_cpu_connect_s"] = snapshot(server)["cpu_s"] - before["cpu_s"]
         result["handshakes_per_s"] = ready["handshakes_per_s"]
 
         # every worker with a subscriber must be on the topic's channel before a publish
@@ -763,8 +779,12 @@ def main(argv: list[str] | None = None) -> int:
         while redis.numsub(TOPIC_CHANNEL) < expect and time.monotonic() < wait_until:
             time.sleep(0.1)
         result["redis_channel_subscribers"] = redis.numsub(TOPIC_CHANNEL)
+        idle0 = snapshot(server)
         time.sleep(args.settle_s)
         during = snapshot(server)
+        # what the workers spend holding N idle connections (housekeeping ticks, pings)
+        idle_cpu_rate = (during["cpu_s"] - idle0["cpu_s"]) / max(1e-3, during["t"] - idle0["t"])
+        result["server_idle_cpu_pct"] = 100 * idle_cpu_rate
         shares = [
             w["fds"] - b["fds"] for w, b in zip(during["workers"], before["workers"], strict=False)
         ]
@@ -786,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.2)
         sends: list[int] = []
         t_pub = time.monotonic()
+        cpu_pub0, redis_cpu0 = snapshot(server)["cpu_s"], cpu_s(redis.proc.pid)
         for seq in range(args.messages):
             if time.monotonic() > deadline:
                 failures.append("run deadline reached while publishing")
@@ -799,6 +820,19 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 break
         t_pub = time.monotonic() - t_pub
+        cpu_pub = snapshot(server)["cpu_s"] - cpu_pub0
+        redis_cpu = cpu_s(redis.proc.pid) - redis_cpu0
+        result["publish_phase"] = {
+            "wall_s": t_pub,
+            "server_cpu_s": cpu_pub,
+            "redis_cpu_s": redis_cpu,
+            "server_cpu_us_per_delivery": 1e6 * cpu_pub / max(1, n * len(sends)),
+            "server_idle_cpu_s": idle_cpu_rate * t_pub,
+            "server_cpu_us_per_delivery_net": 1e6
+            * max(0.0, cpu_pub - idle_cpu_rate * t_pub)
+            / max(1, n * len(sends)),
+            "redis_cpu_us_per_message": 1e6 * redis_cpu / max(1, len(sends)),
+        }
         log(f"{len(sends)} broadcasts published and delivered in {t_pub:.1f} s")
         pub.close()
         time.sleep(0.5)
@@ -868,6 +902,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"wsload exit status {client.proc.returncode}")
 
         nsock = max(1, skmem.get("sockets", 1))
+        pp = result["publish_phase"]
         print()
         print(f"## fastws scale test: {n:,} connections ({result['commit']})")
         print()
@@ -913,6 +948,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"before {[w['fds'] for w in before['workers']]}, after "
                 f"{[w['fds'] for w in after['workers']]} (new Redis connections {to_redis}, "
                 f"kept {leaked})",
+            ),
+            (
+                "server CPU",
+                f"{1e6 * result['server_cpu_connect_s'] / n:,.0f} us per connection "
+                f"(handshake + subscribe); idle {result['server_idle_cpu_pct']:.1f}% of a core",
+            ),
+            (
+                "server CPU per delivery",
+                f"{pp['server_cpu_us_per_delivery']:.2f} us ("
+                f"{pp['server_cpu_us_per_delivery_net']:.2f} us less the idle rate); Redis "
+                f"{pp['redis_cpu_us_per_message']:,.0f} us per message (100 Hz ticks)",
             ),
             ("client CPU (all processes)", f"{final['client_cpu_total_s']:.1f} s"),
         ]

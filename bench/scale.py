@@ -314,7 +314,9 @@ class Redis:
 
 
 class Server:
-    def __init__(self, workdir: Path, workers: int, pubsub: str, backlog: int) -> None:
+    def __init__(
+        self, workdir: Path, workers: int, pubsub: str, backlog: int, ping_s: float | None
+    ) -> None:
         self.port = free_port()
         self.workers_wanted = workers
         self.argv = [
@@ -343,6 +345,8 @@ class Server:
             "--timeout-worker-healthcheck",
             "20",
         ]
+        if ping_s is not None:
+            self.argv += ["--ws-ping-interval", str(ping_s), "--ws-ping-timeout", str(ping_s)]
         self.log_path = workdir / "fastws.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -465,6 +469,52 @@ class Publisher:
             head += chunk
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError(f"publisher: handshake refused: {head[:80]!r}")
+        self.inbox = head.split(b"\r\n\r\n", 1)[1]
+        self.pongs = 0
+
+    def service(self) -> None:
+        """Answers the server's keepalive pings (a publisher that never reads is closed after
+        --ws-ping-interval + --ws-ping-timeout); raises if the server closed the connection.
+        The publisher is not subscribed: anything but ping/close is an error."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if not chunk:
+                    raise RuntimeError("publisher: the server closed the connection")
+                self.inbox += chunk
+        finally:
+            self.sock.setblocking(True)
+        buf = self.inbox
+        while len(buf) >= 2:
+            opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
+            off = 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, off = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, off = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < off + n:
+                break
+            payload, buf = buf[off : off + n], buf[off + n :]
+            if opcode == 0x9:
+                self.sock.sendall(self._frame(0xA, payload))
+                self.pongs += 1
+            elif opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                raise RuntimeError(
+                    f"publisher: closed by the server, code {code} "
+                    f"{payload[2:].decode(errors='replace')!r}"
+                )
+            elif opcode != 0xA:
+                raise RuntimeError(f"publisher: unexpected frame, opcode {opcode}")
+        self.inbox = buf
 
     @staticmethod
     def _frame(opcode: int, payload: bytes) -> bytes:
@@ -599,15 +649,20 @@ class Client:
                     raise TimeoutError(f"wsload: no {name or 'result'} line in {timeout_s:.0f} s")
                 self.lock.wait(min(left, 0.5))
 
-    def wait_delivered(self, target: int, timeout_s: float) -> bool:
+    def wait_delivered(self, target: int, timeout_s: float, tick: Any = None) -> bool:
+        """Until wsload counts `target` receipts; `tick()` (the publisher's pings) at least
+        every half second meanwhile."""
         deadline = time.monotonic() + timeout_s
-        with self.lock:
-            while self.progress[3] < target:
+        while True:
+            with self.lock:
+                if self.progress[3] >= target:
+                    return True
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
                     return False
                 self.lock.wait(min(left, 0.5))
-        return True
+            if tick is not None:
+                tick()
 
     def release(self) -> None:
         """A line on stdin: close every connection (close handshake) and report."""
@@ -680,6 +735,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--backlog", type=int, default=4096)
     ap.add_argument(
+        "--ping-s",
+        type=float,
+        default=None,
+        help="fastws --ws-ping-interval and --ws-ping-timeout (default: the server's, 20 s)",
+    )
+    ap.add_argument(
         "--settle-s",
         type=float,
         default=2.0,
@@ -747,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         redis = Redis(workdir)
-        server = Server(workdir, args.workers, redis.url, args.backlog)
+        server = Server(workdir, args.workers, redis.url, args.backlog, args.ping_s)
         result["server_argv"] = server.argv[1:]
         server.wait_ready(min(60.0, deadline - time.monotonic()))
         before = stable_snapshot(server, min(deadline, time.monotonic() + 10))
@@ -811,9 +872,12 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() > deadline:
                 failures.append("run deadline reached while publishing")
                 break
+            pub.service()
             sends.append(pub.publish(seq))
             if not client.wait_delivered(
-                (seq + 1) * n, min(args.broadcast_timeout_s, deadline - time.monotonic())
+                (seq + 1) * n,
+                min(args.broadcast_timeout_s, deadline - time.monotonic()),
+                pub.service,
             ):
                 failures.append(
                     f"broadcast {seq} did not reach all {n:,} in {args.broadcast_timeout_s:.0f} s"
@@ -834,6 +898,7 @@ def main(argv: list[str] | None = None) -> int:
             "redis_cpu_us_per_message": 1e6 * redis_cpu / max(1, len(sends)),
         }
         log(f"{len(sends)} broadcasts published and delivered in {t_pub:.1f} s")
+        result["publisher_pongs"] = pub.pongs
         pub.close()
         time.sleep(0.5)
 

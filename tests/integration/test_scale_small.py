@@ -2,7 +2,7 @@
 
 The same script, run as a subprocess: a throwaway redis-server, `fastws --workers 2 --pubsub
 redis://...` on bench/apps/fanout_publish.py, 5,000 subscribers from `wsload subscribe` on two
-source addresses, 5 broadcasts from a /pub connection, then a clean close. Every connection
+source addresses, 10 broadcasts from a /pub connection, keepalive pings every 0.5 s, then a clean close. Every connection
 must get every broadcast in order, and no worker may keep a descriptor.
 
 Needs redis-server, the redis package and gcc (wsload is built with `make -C bench/load`);
@@ -25,7 +25,7 @@ import pytest
 from .conftest import IS_FASTWS, REPO_ROOT
 
 CONNS = 5_000
-MESSAGES = 5
+MESSAGES = 10
 TIMEOUT_S = 120  # the run takes ~15-30 s on the 2-core development machine
 
 pytestmark = [
@@ -76,6 +76,9 @@ def test_scale_5000_connections_broadcast_all_delivered(tmp_path):
         "--messages",
         str(MESSAGES),
         "--settle-s",
+        "0.5",
+        # keepalive pings every 0.5 s: the subscribers (wsload) and the publisher must answer
+        "--ping-s",
         "0.5",
         "--timeout-s",
         str(TIMEOUT_S - 20),

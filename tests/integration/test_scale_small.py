@@ -2,8 +2,9 @@
 
 The same script, run as a subprocess: a throwaway redis-server, `fastws --workers 2 --pubsub
 redis://...` on bench/apps/fanout_publish.py, 5,000 subscribers from `wsload subscribe` on two
-source addresses, 10 broadcasts from a /pub connection, keepalive pings every 0.5 s, then a clean close. Every connection
-must get every broadcast in order, and no worker may keep a descriptor.
+source addresses, 10 broadcasts from a /pub connection, keepalive pings every 0.5 s, then a
+clean close. Every connection must get every broadcast in order, and no worker may keep a
+descriptor.
 
 Needs redis-server, the redis package and gcc (wsload is built with `make -C bench/load`);
 FASTWS_SKIP_REDIS=1 turns a missing Redis into a skip, as in test_chat_redis.py. Runs in the

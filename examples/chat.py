@@ -1,6 +1,8 @@
-"""Multi-room chat demo: a raw ASGI app, no framework.
+"""Multi-room chat demo: a raw ASGI app, no framework; each room is a pub/sub topic.
 
 Serve it with ``fastws examples.chat:app`` (or any ASGI server) and open http://127.0.0.1:8000/.
+With ``fastws examples.chat:app --pubsub redis://127.0.0.1:6379/0`` any number of workers and
+servers on that Redis serve one chat.
 
 Routes:
     GET /                                 the page (``chat.html``, read once at import)
@@ -8,40 +10,49 @@ Routes:
     anything else                         404
 
 Wire protocol (JSON text frames). The client sends ``{"type": "message", "text": ...}``. The server
-sends ``welcome`` (once, to the new member: its room and the nickname it got), ``message``
-(``room``, ``user``, ``text``, ``ts`` in Unix seconds) to everyone in the room including the
-sender, ``join`` / ``leave`` notices, ``presence`` (``users``: who is online in the room) on every
-join and leave, and ``error`` (``error``: what was wrong) to a client that sent something invalid.
+sends ``welcome`` (once, to the new member: its ``room``, the nickname it got as ``user``, and
+``server``, the id of the process serving it), ``message`` (``room``, ``user``, ``text``, ``ts`` in
+Unix seconds) to everyone in the room including the sender, ``join`` / ``leave`` notices,
+``presence`` (below), and ``error`` (``error``: what was wrong) to a client that sent something
+invalid.
 
-The chat logic talks to its hub only through the `Hub` interface (``start``/``stop``,
-``join``/``leave``/``publish``/``presence``). The environment variable ``CHAT_BROKER`` picks it:
-unset or empty, a `LocalHub` keeps the rooms in memory in this process (so run one worker); a
-Redis URL (``CHAT_BROKER=redis://127.0.0.1:6379/0``) gives a `RedisHub`, which fans events out
-through Redis pub/sub and keeps presence in Redis, so that any number of workers on any number of
-machines serve one chat. In that mode ``welcome`` also carries ``worker``, the id of the process
-serving the connection. Each member has its own bounded outbox drained by its own writer task, so
-a slow or vanished client costs the broadcaster one ``put_nowait``, never a wait or an error.
+Which path runs where. The room ``R`` is the topic ``chat:R``. Where the websocket scope's
+``extensions`` advertise ``websocket.publish`` (fastws, docs/pubsub.md), the app subscribes each
+connection to its room's topic and publishes every event through the connection's ``send()``:
+the server encodes each event once, writes it to every local subscriber from compiled code, closes
+a subscriber that stops reading with 1013 (``--ws-max-write-buffer``), and with ``--pubsub
+redis://...`` forwards it to every other worker and server on that Redis. Anywhere else (uvicorn,
+hypercorn...) `LocalTopics`, a small in-process fan-out, does the same for one process: a bounded
+outbox and a writer task per member, so a slow peer costs a broadcast one ``put_nowait``; run one
+worker there (``--workers 4`` under uvicorn gives four separate chats).
+
+Presence across servers: each process knows only its own members, so ``presence`` is one
+process's share of the room, ``{"type": "presence", "server": ID, "users": [...], "ttl": S}``,
+published on the room's topic on every local join and leave and again every
+`PRESENCE_REFRESH_S` seconds while the process has members there (so a newcomer elsewhere learns
+of them within one period). A client shows the union of the latest share of each server, drops a
+share that is empty, and forgets one not refreshed within ``ttl`` seconds (a server that crashed
+or lost Redis). Names are unique per process (``sam``, ``sam-2``); two servers may each have a
+``sam``, and the roster then lists ``sam`` twice. Redis pub/sub is at-most-once: while it is
+down, each server's members still chat among themselves and what crosses servers is lost; the
+refresh rebuilds every roster once it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
-import logging
 import os
-import random
 import re
 import secrets
 import socket
-import sys
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,59 +65,65 @@ DEFAULT_ROOM = "lobby"
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # also the page's `pattern`; keep the two in step
 MAX_NAME_CHARS = 32
 MAX_TEXT_CHARS = 2000
-OUTBOX_LIMIT = 256  # queued frames per member before it counts as too slow and is dropped
+OUTBOX_LIMIT = 256  # LocalTopics: queued frames per member before it counts as too slow
+PRESENCE_REFRESH_S = 2.0  # how often a process republishes its share of each room's roster
+PRESENCE_TTL_S = 7.0  # how long a client keeps a share that is not refreshed: 3 periods + slack
 
 # RFC 6455 §7.4.1 close codes used here.
 CLOSE_POLICY_VIOLATION = 1008  # bad room or nickname; before accept, ASGI turns it into HTTP 403
-CLOSE_TRY_AGAIN_LATER = 1013  # the member's outbox overflowed, or the broker is unreachable
+CLOSE_TRY_AGAIN_LATER = 1013  # LocalTopics: the member's outbox overflowed
 
-# RedisHub timing.
-BROKER_CONNECT_TIMEOUT_S = 2.0  # TCP connect to Redis; also how long startup waits for it
-BROKER_COMMAND_TIMEOUT_S = 5.0  # one command's reply, or a SUBSCRIBE's confirmation
-BACKOFF_MIN_S = 0.1  # first reconnect delay; doubles per failed try...
-BACKOFF_MAX_S = 5.0  # ...up to this
-
-logger = logging.getLogger("chat")
+# What a send to a gone peer raises: an OSError subclass (fastws's and uvicorn's
+# ClientDisconnected), or RuntimeError after a close, per the ASGI spec.
+GONE = (OSError, RuntimeError)
 
 
-def ensure_log_handler() -> None:
-    """Make the ``chat`` logger's INFO lines visible when nothing else would show them.
-
-    fastws and uvicorn configure only their own loggers, so without this the broker's
-    "reconnected" line would be dropped and its warnings printed without a level.
-    """
-    if logger.hasHandlers():
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s:     [chat] %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line description of an exception, for log lines."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def topic_of(room: str) -> str:
+    return f"chat:{room}"
 
 
 class Member:
-    """One WebSocket connection in a room: a bounded outbox and the task that drains it.
+    """One WebSocket connection in a room, as the app sees it: frames for it alone go straight
+    through its ``send()`` (`tell`); what goes to the room goes through `topics`."""
+
+    def __init__(self, send: Send, nick: str, topics: Topics) -> None:
+        self.nick = nick  # asked for; `name` is what the app granted
+        self.name = nick
+        self.send = send
+        self.topics = topics
+
+    def start(self) -> None:
+        """Called once the connection is accepted."""
+
+    async def tell(self, text: str) -> None:
+        """Send one text frame to this member only."""
+        await self.send({"type": "websocket.send", "text": text})
+
+    async def finish(self) -> None:
+        """Called once the connection is over."""
+
+
+class QueuedMember(Member):
+    """A member of `LocalTopics`: a bounded outbox and the task that drains it.
 
     `deliver` never blocks and never raises, which is what keeps one bad peer from stalling or
     breaking a broadcast. Frames go out in the order they were delivered.
     """
 
-    def __init__(self, send: Send, nick: str, *, outbox_limit: int = OUTBOX_LIMIT) -> None:
-        self.nick = nick  # asked for; `name` is what the hub granted
-        self.name = nick
-        self._send = send
+    def __init__(
+        self, send: Send, nick: str, topics: Topics, *, outbox_limit: int = OUTBOX_LIMIT
+    ) -> None:
+        super().__init__(send, nick, topics)
         self._outbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=outbox_limit)
         self._open = True
         self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def tell(self, text: str) -> None:
+        # Through the outbox too, so that it keeps its place among the room's events.
+        self.deliver(text)
 
     def deliver(self, text: str) -> bool:
         """Queue one text frame. Returns False if the member is gone or was just dropped."""
@@ -139,697 +156,78 @@ class Member:
         while True:
             message = await self._outbox.get()
             try:
-                await self._send(message)
-            except (OSError, RuntimeError):
-                # Gone (servers raise an OSError subclass, e.g. uvicorn's ClientDisconnected) or
-                # already closed (RuntimeError per the ASGI spec). The receive side sees the
-                # websocket.disconnect and runs the leave.
+                await self.send(message)
+            except GONE:
+                # Gone, or already closed. The receive side sees the websocket.disconnect and
+                # runs the leave.
                 self._open = False
                 return
             if message["type"] == "websocket.close":
                 return
 
 
-class HubUnavailable(RuntimeError):
-    """The hub's broker cannot be reached right now; the message says what to do."""
+class Topics(Protocol):
+    """Who hears a room: the server's topics (`ServerTopics`) or this process's (`LocalTopics`).
 
-
-class Hub(Protocol):
-    """Room membership and fan-out; the seam where a broker (Redis pub/sub: `RedisHub`) plugs in.
-
-    Events are JSON-ready dicts; a hub serialises them once per publish, not once per member.
-    Only a broker hub raises `HubUnavailable` (from `join`, `publish` and `presence`, never from
-    `leave`, which must always succeed locally); `LocalHub` never does.
+    Every call names the member whose connection does it: a publish goes through the
+    publisher's own connection (still possible once it is closing, for its leave notice).
     """
 
-    async def start(self) -> None:
-        """Called at lifespan startup (connect to the broker, subscribe)."""
+    def member(self, send: Send, nick: str) -> Member:
+        """A `Member` for a new connection."""
 
-    async def stop(self) -> None:
-        """Called at lifespan shutdown."""
+    async def subscribe(self, member: Member, topic: str) -> None: ...
 
-    async def join(self, room: str, member: Member) -> list[str]:
-        """Add `member` to `room`, set `member.name` to a name unique in the room.
+    async def unsubscribe(self, member: Member, topic: str) -> None: ...
 
-        Returns:
-            The users now in the room, sorted.
-        """
-
-    async def leave(self, room: str, member: Member) -> list[str]:
-        """Remove `member` from `room` (no-op if absent). Returns the users left, sorted."""
-
-    async def publish(self, room: str, event: dict[str, Any]) -> None:
-        """Deliver `event` to every member of `room`, in every process sharing the hub."""
-
-    async def presence(self, room: str) -> list[str]:
-        """The users in `room`, in every process sharing the hub, sorted."""
+    async def publish(self, member: Member, topic: str, text: str) -> None:
+        """Deliver `text` to every subscriber of `topic`, `member` included if subscribed."""
 
 
-class LocalHub:
-    """In-memory `Hub` for a single process (one worker)."""
+class ServerTopics:
+    """`Topics` through the server's pub/sub extension (fastws; docs/pubsub.md).
 
-    def __init__(self) -> None:
-        self.rooms: dict[str, dict[str, Member]] = {}
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def join(self, room: str, member: Member) -> list[str]:
-        members = self.rooms.setdefault(room, {})
-        name, n = member.nick, 1
-        while name in members:
-            n += 1
-            name = f"{member.nick}-{n}"
-        member.name = name
-        members[name] = member
-        return sorted(members)
-
-    async def leave(self, room: str, member: Member) -> list[str]:
-        members = self.rooms.get(room, {})
-        if members.get(member.name) is member:
-            del members[member.name]
-        if not members:
-            self.rooms.pop(room, None)
-        return sorted(members)
-
-    async def publish(self, room: str, event: dict[str, Any]) -> None:
-        text = json.dumps(event, ensure_ascii=False)
-        for member in list(self.rooms.get(room, {}).values()):
-            member.deliver(text)
-
-    async def presence(self, room: str) -> list[str]:
-        return sorted(self.rooms.get(room, {}))
-
-
-# --- RedisHub: rooms shared by every worker through Redis ----------------------------------------
-#
-# Keys, under the prefix P ("chat" unless told otherwise):
-#   P:room:ROOM            pub/sub channel: every event of the room, JSON, serialised once
-#   P:users:ROOM           hash: user name -> id of the worker holding that connection
-#   P:workers              set: ids of the workers that registered
-#   P:lease:WORKER         string with a TTL of `lease_s`, renewed every lease_s / 3: alive
-#   P:rooms:WORKER         set: rooms where that worker holds (or held) users; for the reaper
-# Every change to the hash runs in one Lua script, so name claims, ownership checks and the
-# rooms set move together (EVALSHA; redis-py reloads a script that a restarted Redis forgot).
-
-# KEYS: users hash, this worker's rooms set. ARGV: nick, worker id, room.
-# Returns the granted name followed by everyone now in the room.
-_JOIN_LUA = """
-local name, n = ARGV[1], 1
-while redis.call('HSETNX', KEYS[1], name, ARGV[2]) == 0 do
-  n = n + 1
-  name = ARGV[1] .. '-' .. n
-end
-redis.call('SADD', KEYS[2], ARGV[3])
-local out = redis.call('HKEYS', KEYS[1])
-table.insert(out, 1, name)
-return out
-"""
-
-# KEYS: users hash, this worker's rooms set. ARGV: name, worker id, room.
-# Deletes the name only if this worker holds it (a reaper may have given it away meanwhile).
-_LEAVE_LUA = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-local all, mine = redis.call('HGETALL', KEYS[1]), false
-for i = 2, #all, 2 do
-  if all[i] == ARGV[2] then mine = true break end
-end
-if not mine then redis.call('SREM', KEYS[2], ARGV[3]) end
-local users = {}
-for i = 1, #all, 2 do users[#users + 1] = all[i] end
-return users
-"""
-
-# KEYS: users hash, the worker's rooms set. ARGV: worker id, room, then the names the worker
-# holds in the room (none: it is dead, or has nobody left there). Makes the hash agree: drops
-# the worker's other names, claims these. Returns {names dropped, names held by someone else}.
-_SYNC_LUA = """
-local keep = {}
-for i = 3, #ARGV do keep[ARGV[i]] = true end
-local all, dropped, clashed = redis.call('HGETALL', KEYS[1]), {}, {}
-for i = 1, #all, 2 do
-  if all[i + 1] == ARGV[1] and not keep[all[i]] then
-    redis.call('HDEL', KEYS[1], all[i])
-    dropped[#dropped + 1] = all[i]
-  end
-end
-for i = 3, #ARGV do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1]) == 0
-      and redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[1] then
-    clashed[#clashed + 1] = ARGV[i]
-  end
-end
-if #ARGV > 2 then redis.call('SADD', KEYS[2], ARGV[2]) else redis.call('SREM', KEYS[2], ARGV[2]) end
-return {dropped, clashed}
-"""
-
-# KEYS: users hash. ARGV: channel. Reads the roster and publishes it in one atomic step, so
-# the last presence event of a room always lists every user who joined before it was sent,
-# even when workers publish concurrently (a list read in Python could arrive stale, last).
-# cjson encodes an empty table as {}, hence the literal [].
-_PRESENCE_LUA = """
-local users = redis.call('HKEYS', KEYS[1])
-table.sort(users)
-local list = '[]'
-if #users > 0 then list = cjson.encode(users) end
-return redis.call('PUBLISH', ARGV[1], '{"type": "presence", "users": ' .. list .. '}')
-"""
-
-
-def redact_url(url: str) -> str:
-    """`url` without its password, for log lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-class RedisHub:
-    """`Hub` over Redis: any number of workers, on any number of machines, form one chat.
-
-    Fan-out: `publish` serialises an event once and PUBLISHes it on the room's channel. Each
-    worker SUBSCRIBEs to the rooms where it has members (and unsubscribes when the last one
-    leaves), and its reader task hands each message, as received, to its local members. A
-    member's own worker receives its messages back through Redis like everyone else's, so all
-    members of a room see the same order.
-
-    Presence: the hash ``P:users:ROOM`` maps each name to the worker holding it. Names are
-    claimed with HSETNX, so a name is unique across workers. Ownership is what makes a crash
-    recoverable: every worker renews a lease key (TTL `lease_s`) every `lease_s` / 3, and the
-    worker that finds another's lease expired (and wins the SREM from ``P:workers``) deletes
-    that worker's names and announces their leave. Users of a crashed worker therefore vanish
-    from the roster within about `lease_s` + `lease_s` / 3. A plain per-user TTL would need one
-    refresh per user instead of one per worker, and would not say who left.
-
-    Redis down: the first failed command or the subscriber's EOF logs one warning; a task
-    reconnects with exponential backoff (0.1 s doubling to 5 s, equal jitter) and logs each
-    failed try. Meanwhile `join` and `publish` raise `HubUnavailable` at once (the app closes a
-    newcomer with 1013 and tells a sender its message was not sent) and `leave` only updates
-    the local rooms. Once Redis answers, the hub resubscribes, re-registers, rewrites its share
-    of every roster (a restarted Redis may have lost them all; users who left meanwhile are
-    dropped and their leave announced), logs that it is back, and publishes a fresh presence for
-    each of its rooms. No exception from Redis ever reaches the server.
+    Subscribing, unsubscribing and publishing are ASGI messages sent through the member's
+    ``send()``; none of them waits. Fan-out, the slow-subscriber budget and Redis (``--pubsub``)
+    are the server's.
     """
 
-    def __init__(self, url: str, *, prefix: str = "chat", lease_s: float = 10.0) -> None:
-        try:
-            # Imported here, not at the top: the in-memory demo needs no redis package.
-            import redis.asyncio  # noqa: F401
-            import redis.exceptions
-        except ImportError:
-            raise RuntimeError(
-                "CHAT_BROKER is set, but the 'redis' package is missing: pip install 'redis>=5'"
-            ) from None
-        # What a lost or refusing broker raises; anything else is a bug and propagates.
-        self._errors: tuple[type[BaseException], ...] = (
-            OSError,
-            asyncio.TimeoutError,
-            redis.exceptions.RedisError,
-        )
-        self.url = url
-        self.prefix = prefix
-        self.lease_s = lease_s
-        # Hostname and PID for people reading logs and rosters; the random part keeps two
-        # containers whose workers share a PID (and a hostname) apart.
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.local: dict[str, dict[str, Member]] = {}  # room -> name -> member in this process
-        self._interest: dict[str, int] = {}  # room -> members joined or joining here
-        self._subscribed: dict[str, asyncio.Future[None]] = {}  # room -> SUBSCRIBE confirmed
-        self._pending: dict[str, collections.deque[asyncio.Future[None]]] = {}  # per channel
-        self._redis: Any = None
-        self._pubsub: Any = None
-        # SUBSCRIBE and UNSUBSCRIBE go out in the order they take this lock, each after a fresh
-        # look at `_interest`, so a quick leave-and-rejoin cannot end unsubscribed.
-        self._pubsub_lock = asyncio.Lock()
-        self._scripts: dict[str, Any] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._reconnect: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
-        self._connected = False
-        self._stopping = False
+    def member(self, send: Send, nick: str) -> Member:
+        return Member(send, nick, self)
 
-    # -- keys
+    async def subscribe(self, member: Member, topic: str) -> None:
+        await member.send({"type": "websocket.subscribe", "topic": topic})
 
-    def _channel(self, room: str) -> str:
-        return f"{self.prefix}:room:{room}"
+    async def unsubscribe(self, member: Member, topic: str) -> None:
+        await member.send({"type": "websocket.unsubscribe", "topic": topic})
 
-    def _users_key(self, room: str) -> str:
-        return f"{self.prefix}:users:{room}"
-
-    def _rooms_key(self, worker: str) -> str:
-        return f"{self.prefix}:rooms:{worker}"
-
-    def _lease_key(self, worker: str) -> str:
-        return f"{self.prefix}:lease:{worker}"
-
-    @property
-    def _workers_key(self) -> str:
-        return f"{self.prefix}:workers"
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    # -- lifecycle
-
-    async def start(self) -> None:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        ensure_log_handler()
-        # No retries inside redis-py: its default (ten, with backoff) would hold a publish for
-        # seconds during an outage, and its pub/sub would resubscribe behind our back, skipping
-        # the roster resync. This hub does its own reconnecting.
-        self._redis = Redis.from_url(
-            self.url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=BROKER_CONNECT_TIMEOUT_S,
-            socket_timeout=BROKER_COMMAND_TIMEOUT_S,
-            client_name=f"{self.prefix}:{self.worker_id}",
-        )
-        self._scripts = {
-            name: self._redis.register_script(lua)
-            for name, lua in (
-                ("join", _JOIN_LUA),
-                ("leave", _LEAVE_LUA),
-                ("sync", _SYNC_LUA),
-                ("presence", _PRESENCE_LUA),
-            )
-        }
-        self._stopping = False
-        logger.info("chat broker: %s, worker %s", redact_url(self.url), self.worker_id)
-        # Not reachable yet is no reason to fail the worker's startup: serve, and connect when
-        # Redis comes up (newcomers are told to try again later until then). A reachable Redis
-        # is connected before the first client can arrive.
-        self._lost(None)
-        assert self._reconnect is not None
-        await asyncio.wait([self._reconnect], timeout=BROKER_CONNECT_TIMEOUT_S)
-        self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for task in (self._heartbeat, self._reconnect):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
-        self._heartbeat = self._reconnect = None
-        if self._connected:
-            # Leave the rosters tidy, so nobody waits for our lease to expire; bounded, because
-            # shutdown must not hang on a Redis that stopped answering.
-            try:
-                await asyncio.wait_for(self._unregister(), BROKER_COMMAND_TIMEOUT_S)
-            except Exception as exc:  # best effort: our lease expires and we get reaped anyway
-                logger.warning("chat broker: could not unregister cleanly: %s", describe(exc))
-        self._connected = False
-        if self._background:
-            await asyncio.wait(self._background, timeout=BROKER_COMMAND_TIMEOUT_S)
-        await self._close_pubsub()
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-
-    # -- the Hub interface
-
-    async def join(self, room: str, member: Member) -> list[str]:
-        if not self._connected:
-            raise HubUnavailable("the chat broker is unreachable; try again shortly")
-        self._interest[room] = self._interest.get(room, 0) + 1
-        try:
-            await self._ensure_subscribed(room)
-            out = await self._scripts["join"](
-                keys=[self._users_key(room), self._rooms_key(self.worker_id)],
-                args=[member.nick, self.worker_id, room],
-            )
-        except BaseException as exc:
-            self._release(room)
-            if isinstance(exc, self._errors):
-                self._lost(exc)
-                raise HubUnavailable("the chat broker is unreachable; try again shortly") from exc
-            raise
-        name, users = out[0].decode(), [u.decode() for u in out[1:]]
-        # Local from here on: events published after the claim reach the member, none before.
-        member.name = name
-        self.local.setdefault(room, {})[name] = member
-        return sorted(users)
-
-    async def leave(self, room: str, member: Member) -> list[str]:
-        members = self.local.get(room, {})
-        if members.get(member.name) is not member:
-            return sorted(members)
-        del members[member.name]
-        if not members:
-            del self.local[room]
-        self._release(room)
-        if not self._connected:
-            return sorted(members)  # the resync after reconnecting drops the name from Redis
-        try:
-            users = await self._scripts["leave"](
-                keys=[self._users_key(room), self._rooms_key(self.worker_id)],
-                args=[member.name, self.worker_id, room],
-            )
-        except self._errors as exc:
-            self._lost(exc)
-            return sorted(members)
-        return sorted(u.decode() for u in users)
-
-    async def publish(self, room: str, event: dict[str, Any]) -> None:
-        """Send `event` to the room in every worker.
-
-        A ``presence`` event's ``users`` is ignored: the roster is read from Redis and published
-        in one step (see `_PRESENCE_LUA`).
-
-        Raises:
-            HubUnavailable: Redis cannot be reached; nothing was sent.
-        """
-        if not self._connected:
-            raise HubUnavailable("the chat broker is unreachable; try again shortly")
-        try:
-            if event.get("type") == "presence":
-                await self._publish_presence(room)
-            else:
-                await self._redis.publish(
-                    self._channel(room), json.dumps(event, ensure_ascii=False)
-                )
-        except self._errors as exc:
-            self._lost(exc)
-            raise HubUnavailable("the chat broker is unreachable; try again shortly") from exc
-
-    async def presence(self, room: str) -> list[str]:
-        if not self._connected:
-            raise HubUnavailable("the chat broker is unreachable; try again shortly")
-        try:
-            users = await self._redis.hkeys(self._users_key(room))
-        except self._errors as exc:
-            self._lost(exc)
-            raise HubUnavailable("the chat broker is unreachable; try again shortly") from exc
-        return sorted(u.decode() for u in users)
-
-    # -- subscriptions
-
-    async def _ensure_subscribed(self, room: str) -> None:
-        async with self._pubsub_lock:
-            ready = self._subscribed.get(room)
-            if ready is None:
-                if self._pubsub is None:
-                    raise HubUnavailable("the chat broker is unreachable; try again shortly")
-                ready = self._expect_subscribe(room)
-                await self._pubsub.subscribe(self._channel(room))
-        # SUBSCRIBE only counts once Redis confirms it: a PUBLISH on another connection could
-        # otherwise overtake it, and the newcomer would miss its own join.
-        await asyncio.wait([ready], timeout=BROKER_COMMAND_TIMEOUT_S)
-        if not ready.done() or ready.cancelled():
-            raise asyncio.TimeoutError(f"SUBSCRIBE {self._channel(room)} not confirmed")
-
-    def _expect_subscribe(self, room: str) -> asyncio.Future[None]:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._subscribed[room] = ready
-        # Redis confirms SUBSCRIBEs in the order they were sent on the connection.
-        self._pending.setdefault(self._channel(room), collections.deque()).append(ready)
-        return ready
-
-    def _release(self, room: str) -> None:
-        count = self._interest.get(room, 0) - 1
-        if count > 0:
-            self._interest[room] = count
-            return
-        self._interest.pop(room, None)
-        self._subscribed.pop(room, None)
-        if self._connected and self._pubsub is not None:
-            task = asyncio.get_running_loop().create_task(self._unsubscribe(room))
-            self._background.add(task)  # a strong reference until it is done
-            task.add_done_callback(self._background.discard)
-
-    async def _unsubscribe(self, room: str) -> None:
-        async with self._pubsub_lock:
-            if room in self._interest or self._pubsub is None:
-                return  # somebody joined meanwhile, or the connection is gone anyway
-            # A failure here also reaches the reader, which reports the lost connection.
-            with contextlib.suppress(*self._errors):
-                await self._pubsub.unsubscribe(self._channel(room))
-
-    async def _read(self, pubsub: Any) -> None:
-        """Hand every message of a subscribed room to the local members; note confirmations."""
-        prefix = f"{self.prefix}:room:".encode()
-        try:
-            while True:
-                message = await pubsub.get_message(timeout=None)
-                if message is None:
-                    continue
-                kind, channel = message["type"], message["channel"]
-                if kind == "message":
-                    members = self.local.get(channel[len(prefix) :].decode())
-                    if members:
-                        text = message["data"].decode()  # once per worker, not per member
-                        for member in list(members.values()):
-                            member.deliver(text)
-                elif kind == "subscribe":
-                    pending = self._pending.get(channel.decode())
-                    if pending:
-                        ready = pending.popleft()
-                        if not ready.done():
-                            ready.set_result(None)
-        except Exception as exc:
-            if not isinstance(exc, self._errors):
-                logger.exception("chat broker: unexpected error in the subscriber")
-            if pubsub is self._pubsub:
-                self._lost(exc)  # reconnecting also replaces this reader
-
-    async def _close_pubsub(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-            await asyncio.wait([reader])
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(*self._errors):
-                await pubsub.aclose()
-        for pending in self._pending.values():
-            for ready in pending:
-                ready.cancel()
-        self._pending.clear()
-        self._subscribed.clear()
-
-    # -- connection loss and recovery
-
-    def _lost(self, exc: BaseException | None) -> None:
-        """Note that Redis is gone (or not there yet) and start reconnecting, once."""
-        if self._stopping:
-            return
-        self._connected = False
-        if self._reconnect is not None and not self._reconnect.done():
-            return
-        if exc is not None:
-            logger.warning(
-                "chat broker: lost the connection to %s (%s); chat is paused in this worker, "
-                "reconnecting",
-                redact_url(self.url),
-                describe(exc),
-            )
-        self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_forever())
-
-    async def _reconnect_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        started, attempt, step_s = loop.time(), 0, BACKOFF_MIN_S
-        while True:
-            attempt += 1
-            await self._close_pubsub()
-            # Drop every pooled connection too: after a Redis restart they are all dead, and
-            # the pool would only find out on each one's next command, one lost-connection
-            # cycle at a time.
-            await self._redis.connection_pool.disconnect()
-            try:
-                await asyncio.wait_for(self._connect(), BROKER_CONNECT_TIMEOUT_S * 3)
-            except Exception as exc:
-                self._connected = False
-                if not isinstance(exc, self._errors):
-                    # A bug, not the network: say so loudly, but keep the worker serving.
-                    logger.exception("chat broker: unexpected error while connecting")
-                # "Equal jitter", like the page: between half and all of the current step.
-                delay_s = step_s / 2 + random.uniform(0, step_s / 2)
-                # The first tries, then about once a minute once the delay is at its cap.
-                if attempt <= 3 or attempt % 12 == 0:
-                    logger.warning(
-                        "chat broker: %s unreachable (attempt %d: %s); next try in %.1f s",
-                        redact_url(self.url),
-                        attempt,
-                        describe(exc),
-                        delay_s,
-                    )
-                await asyncio.sleep(delay_s)
-                step_s = min(step_s * 2, BACKOFF_MAX_S)
-                continue
-            logger.info(
-                "chat broker: connected to %s (after %d attempt%s, %.1f s); %d room(s) here",
-                redact_url(self.url),
-                attempt,
-                "" if attempt == 1 else "s",
-                loop.time() - started,
-                len(self.local),
-            )
-            return
-
-    async def _connect(self) -> None:
-        await self._redis.ping()
-        pubsub = self._redis.pubsub()
-        await pubsub.connect()
-        self._pubsub = pubsub
-        self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
-        rooms = list(self._interest)
-        if rooms:
-            waits = [self._expect_subscribe(room) for room in rooms]
-            await pubsub.subscribe(*(self._channel(room) for room in rooms))
-            await asyncio.wait(waits, timeout=BROKER_COMMAND_TIMEOUT_S)
-            if not all(w.done() and not w.cancelled() for w in waits):
-                raise asyncio.TimeoutError("resubscribing was not confirmed")
-        await self._redis.set(self._lease_key(self.worker_id), b"1", px=self._lease_ms)
-        await self._redis.sadd(self._workers_key, self.worker_id)
-        changes = await self._sync_rooms()
-        self._connected = True
-        await self._announce(changes)
-        await self._beat()  # also reaps workers that died while nobody was watching
-
-    async def _sync_rooms(self) -> dict[str, list[str]]:
-        """Make Redis hold exactly this worker's local users. Returns room -> names dropped."""
-        rooms = {r.decode() for r in await self._redis.smembers(self._rooms_key(self.worker_id))}
-        changes = {}
-        for room in rooms | set(self.local):
-            names = list(self.local.get(room, {}))
-            dropped, clashed = await self._scripts["sync"](
-                keys=[self._users_key(room), self._rooms_key(self.worker_id)],
-                args=[self.worker_id, room, *names],
-            )
-            for name in clashed:
-                logger.warning(
-                    "chat broker: %r in #%s was taken by another worker while this one was "
-                    "cut off; both users keep it",
-                    name.decode(),
-                    room,
-                )
-            if names or dropped:
-                changes[room] = [d.decode() for d in dropped]
-        return changes
-
-    async def _announce(self, changes: dict[str, list[str]]) -> None:
-        """Publish leave notices for dropped names and a fresh roster for each room."""
-        for room, dropped in changes.items():
-            for name in dropped:
-                await self._redis.publish(
-                    self._channel(room), json.dumps({"type": "leave", "user": name})
-                )
-            await self._publish_presence(room)
-
-    async def _publish_presence(self, room: str) -> None:
-        await self._scripts["presence"](keys=[self._users_key(room)], args=[self._channel(room)])
-
-    # -- liveness: leases, and reaping workers that stopped renewing theirs
-
-    @property
-    def _lease_ms(self) -> int:
-        return max(1, round(self.lease_s * 1000))
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            if not self._connected:
-                continue
-            try:
-                await self._beat()
-            except self._errors as exc:
-                self._lost(exc)
-            except Exception:
-                logger.exception("chat broker: unexpected error in the heartbeat")
-
-    async def _beat(self) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._lease_key(self.worker_id), b"1", px=self._lease_ms)
-            pipe.sadd(self._workers_key, self.worker_id)
-            pipe.smembers(self._workers_key)
-            _, added, workers = await pipe.execute()
-        if added:
-            # Another worker found our lease expired (this loop was blocked, or Redis was
-            # unreachable from here only) and removed our users: put them back.
-            logger.warning("chat broker: this worker was taken for dead; re-registering its users")
-            await self._announce(await self._sync_rooms())
-        others = sorted(w.decode() for w in workers if w.decode() != self.worker_id)
-        if not others:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for worker in others:
-                pipe.exists(self._lease_key(worker))
-            alive = await pipe.execute()
-        for worker, is_alive in zip(others, alive, strict=True):
-            # SREM answers 1 to exactly one worker: only that one reaps and announces.
-            if not is_alive and await self._redis.srem(self._workers_key, worker):
-                await self._reap(worker)
-
-    async def _reap(self, worker: str) -> None:
-        rooms_key = self._rooms_key(worker)
-        total, changes = 0, {}
-        for raw in await self._redis.smembers(rooms_key):
-            room = raw.decode()
-            dropped, _ = await self._scripts["sync"](
-                keys=[self._users_key(room), rooms_key], args=[worker, room]
-            )
-            if dropped:
-                changes[room] = [d.decode() for d in dropped]
-                total += len(dropped)
-        await self._redis.delete(rooms_key)
-        logger.warning(
-            "chat broker: worker %s stopped renewing its lease; removed its %d user(s) from %d "
-            "room(s)",
-            worker,
-            total,
-            len(changes),
-        )
-        await self._announce(changes)
-
-    async def _unregister(self) -> None:
-        rooms_key = self._rooms_key(self.worker_id)
-        changes = {}
-        for raw in await self._redis.smembers(rooms_key):
-            room = raw.decode()
-            dropped, _ = await self._scripts["sync"](
-                keys=[self._users_key(room), rooms_key], args=[self.worker_id, room]
-            )
-            if dropped:
-                changes[room] = [d.decode() for d in dropped]
-        await self._announce(changes)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.srem(self._workers_key, self.worker_id)
-            pipe.delete(self._lease_key(self.worker_id), rooms_key)
-            await pipe.execute()
+    async def publish(self, member: Member, topic: str, text: str) -> None:
+        await member.send({"type": "websocket.publish", "topic": topic, "text": text})
 
 
-def make_hub(broker: str | None = None) -> Hub:
-    """The hub that ``CHAT_BROKER`` (or `broker`) asks for.
+class LocalTopics:
+    """`Topics` kept in this process, for servers without the extension: one process's chat."""
 
-    Empty or unset: a `LocalHub` (one process). ``redis://``, ``rediss://`` or ``unix://`` URL:
-    a `RedisHub`, so that every worker and machine using the same Redis serves one chat.
+    def __init__(self, *, outbox_limit: int = OUTBOX_LIMIT) -> None:
+        self.topics: dict[str, dict[QueuedMember, None]] = {}  # dicts as ordered sets
+        self.outbox_limit = outbox_limit
 
-    Raises:
-        ValueError: any other value (the message shows only the scheme, not a password).
-    """
-    url = (os.environ.get("CHAT_BROKER", "") if broker is None else broker).strip()
-    if not url:
-        return LocalHub()
-    scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(
-            "CHAT_BROKER must be empty (rooms in memory, one worker) or a redis://, rediss:// "
-            f"or unix:// URL, e.g. redis://127.0.0.1:6379/0; got a {scheme or 'schemeless'!r} URL"
-        )
-    return RedisHub(url)
+    def member(self, send: Send, nick: str) -> Member:
+        return QueuedMember(send, nick, self, outbox_limit=self.outbox_limit)
+
+    async def subscribe(self, member: Member, topic: str) -> None:
+        assert isinstance(member, QueuedMember)
+        self.topics.setdefault(topic, {})[member] = None
+
+    async def unsubscribe(self, member: Member, topic: str) -> None:
+        subscribers = self.topics.get(topic, {})
+        subscribers.pop(member, None)  # type: ignore[call-overload]
+        if not subscribers:
+            self.topics.pop(topic, None)
+
+    async def publish(self, member: Member, topic: str, text: str) -> None:
+        for subscriber in list(self.topics.get(topic, ())):
+            subscriber.deliver(text)
 
 
 class BadRequest(ValueError):
@@ -886,11 +284,38 @@ def error_frame(reason: str) -> str:
     return json.dumps({"type": "error", "error": reason})
 
 
-class ChatApp:
-    """The ASGI application: HTTP routes, lifespan and the chat session, over one `Hub`."""
+def has_topics(scope: Scope) -> bool:
+    """Whether the server offers the pub/sub extension on this connection (docs/pubsub.md)."""
+    return "websocket.publish" in (scope.get("extensions") or {})
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+
+class ChatApp:
+    """The ASGI application: HTTP routes, lifespan and the chat session.
+
+    ``rooms`` holds this process's members only (room -> name -> member); names are unique in
+    it. Everything the room should hear is published on the room's topic.
+    """
+
+    def __init__(self, local_topics: LocalTopics | None = None) -> None:
+        self.server_topics = ServerTopics()
+        self.local_topics = local_topics or LocalTopics()
+        self.rooms: dict[str, dict[str, Member]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._id = ""
+        self._id_pid = -1
+
+    @property
+    def server_id(self) -> str:
+        """``host:pid:random``, this process's id in presence; a worker forked after the import
+        gets its own."""
+        if self._id_pid != os.getpid():
+            # The random part keeps two containers whose workers share a PID apart.
+            self._id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+            self._id_pid = os.getpid()
+        return self._id
+
+    def topics_for(self, scope: Scope) -> Topics:
+        return self.server_topics if has_topics(scope) else self.local_topics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -904,24 +329,77 @@ class ChatApp:
             raise RuntimeError(f"unsupported ASGI scope type {kind!r}")
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
-        # ASGI lifespan spec: answer each event with .complete, or .failed plus a message.
+        # ASGI lifespan spec: answer each event with .complete.
         while True:
             event = await receive()
             if event["type"] == "lifespan.startup":
-                try:
-                    await self.hub.start()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
-                    return
+                self.start_refresher()
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
-                try:
-                    await self.hub.stop()
-                except Exception as exc:
-                    await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
-                    return
+                await self.stop_refresher()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    # -- presence: this process's share of each room, refreshed
+
+    def start_refresher(self) -> None:
+        """Start the presence refresh on the running loop, unless it runs there already (also
+        called on each join, for servers run without lifespan)."""
+        loop = asyncio.get_running_loop()
+        task = self._refresher
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._refresher = loop.create_task(self._refresh_forever())
+
+    async def stop_refresher(self) -> None:
+        task, self._refresher = self._refresher, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_REFRESH_S)
+            for room, members in list(self.rooms.items()):
+                for via in list(members.values())[:1]:
+                    with contextlib.suppress(OSError):  # its connection is gone: next period
+                        await self.publish_presence(room, via)
+
+    def presence_event(self, room: str) -> dict[str, Any]:
+        return {
+            "type": "presence",
+            "server": self.server_id,
+            "users": sorted(self.rooms.get(room, {})),
+            "ttl": PRESENCE_TTL_S,
+        }
+
+    async def publish_presence(self, room: str, via: Member) -> None:
+        await self.publish(room, via, self.presence_event(room))
+
+    async def publish(self, room: str, via: Member, event: dict[str, Any]) -> None:
+        """Publish `event` to the room, through the connection of `via`."""
+        text = json.dumps(event, ensure_ascii=False)  # once per event, not per member
+        await via.topics.publish(via, topic_of(room), text)
+
+    # -- membership in this process
+
+    def join(self, room: str, member: Member) -> None:
+        """Add `member` to `room` here, under a name unique in this process's share of it."""
+        members = self.rooms.setdefault(room, {})
+        name, n = member.nick, 1
+        while name in members:
+            n += 1
+            name = f"{member.nick}-{n}"
+        member.name = name
+        members[name] = member
+
+    def leave(self, room: str, member: Member) -> None:
+        members = self.rooms.get(room, {})
+        if members.get(member.name) is member:
+            del members[member.name]
+        if not members:
+            self.rooms.pop(room, None)
+
+    # -- HTTP and WebSocket
 
     async def http(self, scope: Scope, send: Send) -> None:
         if scope["path"] != "/":
@@ -947,40 +425,32 @@ class ChatApp:
             return
         await send({"type": "websocket.accept"})
 
-        member = Member(send, nick)
+        topics = self.topics_for(scope)
+        member = topics.member(send, nick)
         member.start()
+        self.join(room, member)
+        self.start_refresher()
+        topic = topic_of(room)
         try:
-            users = await self.hub.join(room, member)
-        except HubUnavailable as exc:
-            # RFC 6455 §7.4.1 1013: the page reconnects with backoff, as it should.
-            await member.finish()
-            await send(
-                {"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": str(exc)}
-            )
-            return
-        welcome = {"type": "welcome", "room": room, "user": member.name}
-        worker = getattr(self.hub, "worker_id", None)
-        if worker is not None:  # a broker hub: say which worker serves this connection
-            welcome["worker"] = worker
-        member.deliver(json.dumps(welcome))
-        await self.announce(room, {"type": "join", "user": member.name})
-        await self.announce(room, {"type": "presence", "users": users})
-        try:
+            # Welcome first, subscribe next: nothing of the room's can come before the welcome,
+            # and the member hears its own join.
+            welcome = {"type": "welcome", "room": room, "user": member.name}
+            await member.tell(json.dumps({**welcome, "server": self.server_id}))
+            await topics.subscribe(member, topic)
+            await self.publish(room, member, {"type": "join", "user": member.name})
+            await self.publish_presence(room, member)
             await self.session(room, member, receive)
+        except OSError:
+            pass  # gone mid-send (the server's ClientDisconnected): leave as for a disconnect
         finally:
-            users = await self.hub.leave(room, member)
-            await self.announce(room, {"type": "leave", "user": member.name})
-            await self.announce(room, {"type": "presence", "users": users})
+            self.leave(room, member)
+            # After a disconnect, fastws still takes an unsubscribe, and a publish reaches the
+            # others; a member of LocalTopics never raises.
+            with contextlib.suppress(OSError):
+                await topics.unsubscribe(member, topic)
+                await self.publish(room, member, {"type": "leave", "user": member.name})
+                await self.publish_presence(room, member)
             await member.finish()
-
-    async def announce(self, room: str, event: dict[str, Any]) -> None:
-        """Publish a join, leave or presence notice; skipped while the broker is unreachable.
-
-        A broker hub republishes each room's presence once it is back, so nobody is left with a
-        stale roster; the notices themselves are not worth holding a session for.
-        """
-        with contextlib.suppress(HubUnavailable):
-            await self.hub.publish(room, event)
 
     async def session(self, room: str, member: Member, receive: Receive) -> None:
         while True:
@@ -991,12 +461,12 @@ class ChatApp:
                 continue
             text = event.get("text")
             if text is None:
-                member.deliver(error_frame("binary frames are not supported; send JSON text"))
+                await member.tell(error_frame("binary frames are not supported; send JSON text"))
                 continue
             try:
                 body = parse_client_message(text)
             except BadRequest as exc:
-                member.deliver(error_frame(str(exc)))
+                await member.tell(error_frame(str(exc)))
                 continue
             event = {
                 "type": "message",
@@ -1005,10 +475,7 @@ class ChatApp:
                 "text": body,
                 "ts": round(time.time(), 3),
             }
-            try:
-                await self.hub.publish(room, event)
-            except HubUnavailable as exc:
-                member.deliver(error_frame(f"message not sent: {exc}"))
+            await self.publish(room, member, event)
 
 
 async def respond(
@@ -1034,5 +501,4 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-# CHAT_BROKER picks the hub (see make_hub); fastws's CLI has no broker option, on purpose.
-app = ChatApp(make_hub())
+app = ChatApp()

@@ -2,7 +2,9 @@
 the chat test modules.
 
 ``python -m fastws examples.chat:app --port N`` (FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's
-CLI), in its own process group, output to a file, restartable on the same port.
+CLI; ``--pubsub redis://...`` is fastws's alone), in its own process group, output to a file,
+restartable on the same port. On the client side, `ChatClient` reads the chat as the page does:
+the presence shares of every server merged into one roster.
 """
 
 from __future__ import annotations
@@ -16,25 +18,32 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 30.0  # a cold interpreter on a loaded 2-core CI box
+BRIDGE_UP = "pub/sub: connected to Redis"  # fastws's log line (fastws/ws/pubsub_redis.py)
 
 
-def server_command(port: int, workers: int = 1) -> list[str]:
-    """The command a user would type; FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's CLI."""
+def server_name() -> str:
     server = os.environ.get("FASTWS_TEST_SERVER", "fastws")
     if server not in ("fastws", "uvicorn"):
         raise ValueError(f"FASTWS_TEST_SERVER must be 'fastws' or 'uvicorn', not {server!r}")
-    command = [sys.executable, "-m", server, "examples.chat:app", "--port", str(port)]
+    return server
+
+
+def server_command(port: int, workers: int = 1, pubsub: str | None = None) -> list[str]:
+    """The command a user would type; FASTWS_TEST_SERVER=uvicorn swaps in uvicorn's CLI."""
+    command = [sys.executable, "-m", server_name(), "examples.chat:app", "--port", str(port)]
     if workers > 1:
         command += ["--workers", str(workers)]
+    if pubsub is not None:
+        command += ["--pubsub", pubsub]
     return command
 
 
@@ -67,18 +76,19 @@ class ChatServer:
     """The chat app in a server subprocess, in its own process group; restartable on one port.
 
     Args:
-        broker: CHAT_BROKER for the app (a redis:// URL); None leaves the environment as is.
-        workers: --workers; with a broker, start() also waits until every worker has logged
-            its connection to Redis.
+        pubsub: fastws's --pubsub (a redis:// URL), or None: topics in the server process.
+        workers: --workers; with `pubsub`, start() also waits until every worker's Redis
+            bridge has logged its connection (once per start: counted from the log's end).
     """
 
     def __init__(
-        self, port: int, log_path: Path, *, broker: str | None = None, workers: int = 1
+        self, port: int, log_path: Path, *, pubsub: str | None = None, workers: int = 1
     ) -> None:
         self.port = port
         self.log_path = log_path
-        self.broker = broker
+        self.pubsub = pubsub
         self.workers = workers
+        self._log_start = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,7 +103,7 @@ class ChatServer:
         return read_log(self.log_path)
 
     def _ready(self) -> bool:
-        if self.broker and self.log().count("chat broker: connected to") < self.workers:
+        if self.pubsub and self.log()[self._log_start :].count(BRIDGE_UP) < self.workers:
             return False
         try:
             with socket.create_connection((HOST, self.port), timeout=1.0):
@@ -105,13 +115,12 @@ class ChatServer:
         """Start the server and return once it serves (bounded by STARTUP_TIMEOUT_S)."""
         assert self.proc is None, "already running"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
-        if self.broker is not None:
-            env["CHAT_BROKER"] = self.broker
+        self._log_start = len(self.log())
         # A file, not a pipe: nobody drains a pipe while the test runs, and a full pipe would
         # block the server's logging and with it the server.
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                server_command(self.port, self.workers),
+                server_command(self.port, self.workers, self.pubsub),
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -166,17 +175,96 @@ async def recv_event(ws: ClientConnection, timeout_s: float = RECV_TIMEOUT_S) ->
     return event
 
 
-async def recv_until(
-    ws: ClientConnection, match: Callable[[Event], bool], timeout_s: float = RECV_TIMEOUT_S
-) -> tuple[Event, list[Event]]:
-    """Read until an event matches. Returns it and the events read before it."""
-    deadline = time.monotonic() + timeout_s
-    skipped: list[Event] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no matching event within {timeout_s}s; got {skipped}")
-        event = await recv_event(ws, remaining)
-        if match(event):
-            return event, skipped
-        skipped.append(event)
+class Roster:
+    """The page's "Online" list: the union of the latest presence share of each server
+    (examples/chat.py, "Presence across servers"). Ignores ``ttl``: the page's expiry is the
+    browser test's."""
+
+    def __init__(self) -> None:
+        self.shares: dict[str, list[str]] = {}
+
+    def feed(self, event: Event) -> None:
+        assert set(event) == {"type", "server", "users", "ttl"}, event
+        assert isinstance(event["server"], str) and event["ttl"] > 0, event
+        assert event["users"] == sorted(event["users"]), event
+        if event["users"]:
+            self.shares[event["server"]] = event["users"]
+        else:
+            self.shares.pop(event["server"], None)
+
+    def users(self) -> list[str]:
+        return sorted(u for share in self.shares.values() for u in share)
+
+
+class ChatClient:
+    """A real WebSocket client that reads the chat as the page shows it.
+
+    `recv` returns the server's events, except that a ``presence`` share is merged into
+    `roster` and returned as ``{"type": "presence", "users": [...]}``, the merged list, and
+    only when that list changed (a refresh repeats what is known). Every share received is
+    kept in `shares`, raw.
+    """
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.roster = Roster()
+        self.shares: list[Event] = []
+        self.welcome: Event | None = None
+
+    async def recv(self, timeout_s: float = RECV_TIMEOUT_S) -> Event:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            event = await recv_event(self.ws, max(deadline - time.monotonic(), 0.001))
+            if event["type"] == "welcome":
+                self.welcome = event
+                self.roster = Roster()
+                return event
+            if event["type"] != "presence":
+                return event
+            self.shares.append(event)
+            before = self.roster.users()
+            self.roster.feed(event)
+            if self.roster.users() != before:
+                return {"type": "presence", "users": self.roster.users()}
+
+    async def recv_until(
+        self, match: Callable[[Event], bool], timeout_s: float = RECV_TIMEOUT_S
+    ) -> tuple[Event, list[Event]]:
+        """Read until an event matches. Returns it and the events read before it."""
+        deadline = time.monotonic() + timeout_s
+        skipped: list[Event] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"no matching event within {timeout_s}s; got {skipped}, "
+                    f"roster {self.roster.users()}"
+                )
+            try:
+                event = await self.recv(remaining)
+            except TimeoutError:
+                continue  # the loop reports it, with what came
+            if match(event):
+                return event, skipped
+            skipped.append(event)
+
+    async def send(self, text: str | bytes) -> None:
+        await self.ws.send(text)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def presence_is(users: list[str]) -> Callable[[Event], bool]:
+    expected = sorted(users)
+    return lambda e: e["type"] == "presence" and e["users"] == expected
+
+
+@contextlib.asynccontextmanager
+async def chat_client(url: str, **kwargs: Any) -> AsyncIterator[ChatClient]:
+    """`ChatClient` over websockets' ``connect``: bounded handshake and close; no receive-queue
+    limit, so that a client holding unread notices still reads the server's close frame at once
+    (with websockets' default of 16 queued frames it stops reading and a close waits)."""
+    options: dict[str, Any] = {"open_timeout": 10, "close_timeout": 5, "max_queue": None}
+    async with connect(url, **{**options, **kwargs}) as ws:
+        yield ChatClient(ws)

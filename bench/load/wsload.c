@@ -744,7 +744,7 @@ typedef struct {
 } slot_t;
 typedef struct {
     double cpu_measure_start, cpu_measure_end, cpu_total;
-    long long received, lost, ooo;
+    long long received, lost, ooo, closes_without_frame;
     int done;
 } procstat_t;
 typedef struct {
@@ -890,6 +890,7 @@ static void fan_record_subs(void) {
         ps->ooo += c->f_ooo;
         ps->lost += c->f_lost + (published > c->next_seq ? published - c->next_seq : 0);
     }
+    ps->closes_without_frame = closes_without_frame; /* this process's own */
     ps->cpu_total = cpu_s();
     ps->done = 1;
 }
@@ -1068,12 +1069,13 @@ static int fanout_loop(pid_t *kids, int nkids) {
         }
     }
     /* report (process 0 only) */
-    long long received = 0, lost = 0, ooo = 0;
+    long long received = 0, lost = 0, ooo = 0, cwf = 0;
     double cpu_meas = 0, cpu_max = 0, cpu_total = 0;
     int nproc = opt.procs ? opt.procs + 1 : 1;
     for (int k = 0; k < nproc; k++) {
         procstat_t *ps = &shm->proc[k];
         received += ps->received; lost += ps->lost; ooo += ps->ooo;
+        cwf += ps->closes_without_frame;
         double m = ps->cpu_measure_end - ps->cpu_measure_start;
         if (m < 0) m = 0;
         cpu_meas += m;
@@ -1106,7 +1108,7 @@ static int fanout_loop(pid_t *kids, int nkids) {
                nsubs_total, opt.procs, nsrc, opt.size, t_ready - t_start,
                nsubs_total / (t_ready - t_start), t_phase - t_ready,
                __atomic_load_n(&shm->published, __ATOMIC_RELAXED), pub_done, received, lost, ooo,
-               closes_without_frame, pct_us(0.5), pct_us(0.99), cpu_total);
+               cwf, pct_us(0.5), pct_us(0.99), cpu_total);
     }
     return 0;
 }

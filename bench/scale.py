@@ -947,6 +947,10 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"received {final['received']:,}, expected {n * len(sends):,}")
         if final["lost"] or final["out_of_order"]:
             failures.append(f"lost {final['lost']}, out of order {final['out_of_order']}")
+        if final.get("closes_without_frame"):
+            failures.append(
+                f"{final['closes_without_frame']} connections closed without a close frame"
+            )
         if final["broadcasts_complete"] != len(sends):
             failures.append(f"{final['broadcasts_complete']} broadcasts complete of {len(sends)}")
         if any(x > 0 for x in leaked):

@@ -95,6 +95,7 @@ def test_scale_5000_connections_broadcast_all_delivered(tmp_path):
     assert client["received"] == CONNS * MESSAGES
     assert client["lost"] == 0 and client["out_of_order"] == 0
     assert client["broadcasts_complete"] == MESSAGES
+    assert client["closes_without_frame"] == 0
     assert all(kept <= 0 for kept in result["fds_leaked_per_worker"])
     # every connection landed on a worker and cost it memory (sanity, not a budget)
     assert 0 < result["server_bytes_per_conn"] < 64 * 1024

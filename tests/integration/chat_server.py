@@ -248,6 +248,11 @@ class ChatClient:
                 return event, skipped
             skipped.append(event)
 
+    async def until_roster(self, users: list[str], timeout_s: float = RECV_TIMEOUT_S) -> None:
+        """Return once the roster lists `users` (at once if it does already), reading on."""
+        if self.roster.users() != sorted(users):
+            await self.recv_until(presence_is(users), timeout_s)
+
     async def send(self, text: str | bytes) -> None:
         await self.ws.send(text)
 

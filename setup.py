@@ -1,9 +1,10 @@
 """Build script: declares the compiled extensions.
 
 - fastws._speedups: the codec (fastws/_speedups.pyx; its pure twin is fastws/_speedups_py.py).
-- fastws.ws.protocol: the WebSocket connection, compiled from its own Python source in Cython's
-  pure-Python mode with the field and method types in fastws/ws/protocol.pxd. Python imports
-  the compiled module in preference to the .py beside it.
+- fastws.ws.session and fastws.ws.protocol: the RFC 6455 session and the WebSocket connection
+  that extends it, compiled from their own Python sources in Cython's pure-Python mode with the
+  field and method types in the .pxd beside each. Python imports the compiled modules in
+  preference to the .py beside them.
 
 Switches (environment variables):
   FASTWS_NO_EXTENSIONS=1    build a pure-Python package (both fall back to their Python source)
@@ -48,8 +49,14 @@ def extensions() -> list:
         define_macros=macros,
         extra_compile_args=args,
     )
+    session = Extension(
+        "fastws.ws.session",
+        ["fastws/ws/session.py"],
+        define_macros=macros,
+        extra_compile_args=args,
+    )
     return cythonize(
-        [codec, protocol],
+        [codec, session, protocol],
         annotate=_flag("FASTWS_CYTHON_ANNOTATE"),
         compiler_directives=directives,
     )

@@ -20,70 +20,20 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fastws import http11
-from fastws.http.flow_control import FlowControl
 from fastws.logging import TRACE_LOG_LEVEL
+from fastws.transport import BufferedOnly, ClientDisconnected, FlowControl, caused_by_disconnect
 from fastws.ws import handshake, origins
+from fastws.ws.protocol import WebSocketProtocol
 
 if TYPE_CHECKING:
     from fastws.config import Config
-    from fastws.server import ServerState
+    from fastws.transport import ServerState
 
 logger = logging.getLogger("fastws.error")
 access_logger = logging.getLogger("fastws.access")
 
 HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
 _LINGER_S = 2.0  # after an error response: how long to drain input before closing
-
-
-class ClientDisconnected(OSError):
-    """Raised by send() once the client has gone (ASGI spec: an OSError subclass)."""
-
-
-def caused_by_disconnect(exc: BaseException | None) -> bool:
-    """Whether ``exc`` is the ClientDisconnected a send() raised, or was raised while handling
-    one (Starlette turns it into ClientDisconnect or WebSocketDisconnect). ASGI spec 2.4: such
-    an exception is the client going away, not an application error, and is not logged as one.
-    """
-    for _ in range(16):  # cause and context chains are short; a cycle must not hang us
-        if exc is None:
-            return False
-        if isinstance(exc, ClientDisconnected):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-# fastws.ws.protocol imports this module, so it is imported on the first upgrade and kept here
-# (an import statement per upgrade costs a call into importlib's _handle_fromlist).
-_WebSocketProtocol: Any = None
-
-
-def _import_websocket_protocol() -> Any:
-    global _WebSocketProtocol
-    from fastws.ws.protocol import WebSocketProtocol
-
-    _WebSocketProtocol = WebSocketProtocol
-    return WebSocketProtocol
-
-
-class BufferedOnly(asyncio.BufferedProtocol):
-    """asyncio.BufferedProtocol with a data_received() that no transport calls.
-
-    uvloop looks ``data_received`` up on every protocol a transport is given (at the accept,
-    and again at the upgrade's set_protocol), and for a BufferedProtocol, which has none, pays
-    for an AttributeError it then ignores: 6,400 instructions per WebSocket connection, 3% of
-    the user CPU of a new connection (callgrind on the live server). asyncio's and uvloop's
-    transports feed a protocol that has get_buffer() through get_buffer()/buffer_updated()
-    only.
-    """
-
-    __slots__ = ()
-
-    def data_received(self, data: bytes) -> None:
-        raise RuntimeError(
-            f"{type(self).__name__} is an asyncio.BufferedProtocol: "
-            "the transport must call get_buffer() and buffer_updated(), not data_received()"
-        )
 
 
 class HttpProtocol(BufferedOnly):
@@ -409,7 +359,6 @@ class HttpProtocol(BufferedOnly):
             self.transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
-        websocket_protocol = _WebSocketProtocol or _import_websocket_protocol()
         self._fill_path()
         offer = handshake.validate_request(
             self.parser.get_method(), self.scope["http_version"], self.headers
@@ -435,7 +384,7 @@ class HttpProtocol(BufferedOnly):
         self.deadline = 0.0
         # The WebSocket side takes this flow control over, the transport's write state included.
         self.flow.resume_reading()
-        protocol = websocket_protocol(
+        protocol = WebSocketProtocol(
             self.config,
             self.server_state,
             self.app_state,

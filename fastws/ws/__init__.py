@@ -1,9 +1,11 @@
-"""WebSocket side of fastws: RFC 6455 framing, handshake, deflate and the asyncio protocol.
+"""WebSocket side of fastws: RFC 6455 framing, handshake, deflate, the session and its shell.
 
-protocol.py is also built as an extension module of the same name (setup.py), which Python
-imports in preference to the source. FASTWS_NO_EXTENSIONS=1 asks for the pure-Python build
-everywhere: frames.py then picks the codec's twin, and the finder below makes the import of
-fastws.ws.protocol load the source even where the compiled module sits beside it.
+session.py and protocol.py are also built as extension modules of the same names (setup.py),
+which Python imports in preference to the sources. FASTWS_NO_EXTENSIONS=1 asks for the
+pure-Python build everywhere: frames.py then picks the codec's twin, and the finder below makes
+the imports of fastws.ws.session and fastws.ws.protocol load the sources even where the
+compiled modules sit beside them (both or neither: the compiled connection extends the
+compiled session).
 """
 
 import os as _os
@@ -14,12 +16,13 @@ if _os.environ.get("FASTWS_NO_EXTENSIONS", "") not in ("", "0"):
     import sys as _sys
 
     class _ProtocolSource(_abc.MetaPathFinder):
-        name = __name__ + ".protocol"
-        path = _os.path.join(_os.path.dirname(__file__), "protocol.py")
+        names = {__name__ + ".protocol", __name__ + ".session"}
+        folder = _os.path.dirname(__file__)
 
         def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
-            if fullname != self.name:
+            if fullname not in self.names:
                 return None
-            return _util.spec_from_file_location(fullname, self.path)
+            leaf = fullname.rsplit(".", 1)[1]
+            return _util.spec_from_file_location(fullname, _os.path.join(self.folder, leaf + ".py"))
 
     _sys.meta_path.insert(0, _ProtocolSource())

@@ -127,3 +127,9 @@ fuzz: build                      ## fuzz the frame reader, HTTP/upgrade path, ha
 
 soak: build                      ## 3 min: mixed sizes, churn, drops; nothing lost, RSS drift
 	$(BIN)/python bench/soak.py
+
+# Scale (issue #19, docs/scale.md): 100,000 WebSockets on fastws --workers 8 --pubsub redis, a
+# broadcast to all, nothing lost; bench/scale.py --conns 5000 is in the test suite.
+.PHONY: scale
+scale: build bench-load-client   ## 100,000 connections, 20 broadcasts, leak check (~3 min) -> bench/results/
+	$(BIN)/python bench/scale.py

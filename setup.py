@@ -5,6 +5,8 @@
   that extends it, compiled from their own Python sources in Cython's pure-Python mode with the
   field and method types in the .pxd beside each. Python imports the compiled modules in
   preference to the .py beside them.
+- fastws.ws.pubsub: the pub/sub topics and their fan-out loop, the same way (pubsub.pxd), so the
+  loop over subscribers calls the connection's C methods.
 
 Switches (environment variables):
   FASTWS_NO_EXTENSIONS=1    build a pure-Python package (both fall back to their Python source)
@@ -55,8 +57,14 @@ def extensions() -> list:
         define_macros=macros,
         extra_compile_args=args,
     )
+    pubsub = Extension(
+        "fastws.ws.pubsub",
+        ["fastws/ws/pubsub.py"],
+        define_macros=macros,
+        extra_compile_args=args,
+    )
     return cythonize(
-        [codec, session, protocol],
+        [codec, session, protocol, pubsub],
         annotate=_flag("FASTWS_CYTHON_ANNOTATE"),
         compiler_directives=directives,
     )

@@ -27,6 +27,7 @@ from fastws.config import (
     LifespanType,
     LoopType,
     WSProtocolType,
+    WSSendOverflowType,
     header_error,
     option_default,
     option_error,
@@ -218,6 +219,24 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     "With permessage-deflate, send messages shorter than this many bytes uncompressed "
     "(0: compress every message).",
     type=int,
+)
+@_option(
+    "--ws-max-write-buffer",
+    "Bytes a WebSocket may hold waiting to be written to a slow client: a publish past it "
+    "closes the connection with 1013 (see --ws-send-overflow for send()).",
+    type=int,
+)
+@_option(
+    "--ws-send-overflow",
+    "send() to a client whose buffer is full: wait for it to drain, or close: never wait, "
+    "close with 1013 past --ws-max-write-buffer.",
+    type=_choice(WSSendOverflowType),
+)
+@_option(
+    "--pubsub",
+    "redis://host:port/db: share pub/sub topics across workers and servers through Redis "
+    "(extra 'redis').",
+    type=str,
 )
 @_option(
     "--lifespan",

@@ -66,6 +66,8 @@ WSProtocolType = Literal["auto", "websockets", "websockets-sansio", "wsproto"]
 """uvicorn's ``--ws`` values; accepted for compatibility, fastws always uses its own."""
 LifespanType = Literal["auto", "on", "off"]
 InterfaceType = Literal["auto", "asgi3", "asgi2"]
+WSSendOverflowType = Literal["wait", "close"]
+"""What send() does for a client that reads slower than the app sends (docs/pubsub.md)."""
 
 STARTUP_FAILURE = 3
 """Exit status when the server cannot start (app import, TLS files, bind); uvicorn's value."""
@@ -136,6 +138,14 @@ def _check_loop(value: Any) -> str | None:
     if reason is None and value == "uvloop" and not uvloop_available():
         return "'uvloop' was requested but uvloop is not installed (pip install uvloop)"
     return reason
+
+
+def _check_pubsub(value: Any) -> str | None:
+    if value is None or (
+        isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        return None
+    return f"must be a redis:// (or rediss://, unix://) URL, got {value!r}"
 
 
 def _check_optional_str(value: Any) -> str | None:
@@ -304,6 +314,9 @@ _CHECKS: dict[str, _Check] = {
     "ws_ping_timeout": _seconds_check(optional=True),
     "ws_close_timeout": _seconds_check(),
     "ws_deflate_min_size": _int_check(0),
+    "ws_max_write_buffer": _int_check(1),
+    "ws_send_overflow": _choice_check(WSSendOverflowType),
+    "pubsub": _check_pubsub,
     "lifespan": _choice_check(LifespanType),
     "env_file": _check_existing_file,
     "log_config": _check_log_config,
@@ -437,6 +450,14 @@ class Config:
         ws_close_timeout: seconds to wait for the peer's close frame after sending ours.
         ws_deflate_min_size: with permessage-deflate, messages shorter than this many bytes
             are sent uncompressed (compressing them costs more than it saves); 0: compress all.
+        ws_max_write_buffer: bytes a WebSocket may hold waiting to be written (the client
+            reads slower than it is sent to). A publish (docs/pubsub.md) that would go past
+            it closes the connection with 1013 instead, and never waits.
+        ws_send_overflow: what send() does once the client's buffer is over the transport's
+            high-water mark: ``wait`` until it drains (ASGI backpressure), or ``close``: write
+            without waiting, closing with 1013 past ``ws_max_write_buffer``, as a publish does.
+        pubsub: ``redis://host:port/db``: share pub/sub topics with the other workers and
+            servers using that Redis (fastws.ws.pubsub_redis); None: this process alone.
         lifespan: run the ASGI lifespan protocol: auto (if the app supports it), on, off.
         env_file: dotenv file loaded into ``os.environ`` (existing variables win).
         log_config: ``dictConfig`` dict, path of a .json/.yaml/.ini file, or None to
@@ -523,6 +544,9 @@ class Config:
         ws_per_message_deflate: bool = True,
         ws_close_timeout: float = 10.0,
         ws_deflate_min_size: int = 128,
+        ws_max_write_buffer: int = 1024 * 1024,
+        ws_send_overflow: WSSendOverflowType = "wait",
+        pubsub: str | None = None,
         lifespan: LifespanType = "auto",
         env_file: str | os.PathLike[str] | None = None,
         log_config: dict[str, Any] | str | os.PathLike[str] | None = LOGGING_CONFIG,
@@ -597,6 +621,9 @@ class Config:
         self.ws_per_message_deflate = ws_per_message_deflate
         self.ws_close_timeout = ws_close_timeout
         self.ws_deflate_min_size = ws_deflate_min_size
+        self.ws_max_write_buffer = ws_max_write_buffer
+        self.ws_send_overflow: WSSendOverflowType = ws_send_overflow
+        self.pubsub = pubsub
         self.lifespan: LifespanType = lifespan
         self.env_file = env_file
         self.log_config = log_config

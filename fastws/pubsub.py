@@ -4,8 +4,8 @@ The server side is an ASGI extension (messages ``websocket.subscribe``, ``websoc
 and ``websocket.publish`` sent through a WebSocket's ``send``, advertised in the websocket
 scope's ``extensions``); these helpers send those messages for a Starlette ``WebSocket``
 (whose own ``send()`` admits only ``websocket.send`` and ``websocket.close``), and publish from
-anywhere else (an HTTP endpoint, a background task, lifespan) through the server's hub, which
-every scope's ``state`` carries under ``"fastws.pubsub"``.
+anywhere else (an HTTP endpoint, a background task, lifespan) through the hub of the server
+running on the current event loop (or the process's only server, from another thread).
 
 Stays out of delivery itself (fastws.ws.pubsub) and of Redis (fastws.ws.pubsub_redis).
 """
@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-STATE_KEY = "fastws.pubsub"
-
-__all__ = ["STATE_KEY", "hub", "publish", "publish_threadsafe", "subscribe", "unsubscribe"]
+__all__ = ["hub", "publish", "publish_threadsafe", "subscribe", "unsubscribe"]
 
 
 def _scope(conn: Any) -> dict[str, Any]:
@@ -27,18 +25,25 @@ def _scope(conn: Any) -> dict[str, Any]:
     return scope
 
 
-def hub(conn: Any) -> Any:
-    """The server's hub for ``conn`` (a Starlette/FastAPI ``Request`` or ``WebSocket``, or an
-    ASGI scope, including the lifespan's). Its ``publish(topic, data)`` must be called on the
-    server's event loop; ``publish()`` below works from any thread.
+def hub(conn: Any = None) -> Any:
+    """The pub/sub hub of the fastws server on the running event loop, or, outside any loop
+    (a thread), of the process's one server. Its ``publish(topic, data)`` must be called on
+    that loop; ``publish_threadsafe()`` works from any thread. ``conn`` is accepted for
+    symmetry with the other helpers and not used.
 
     Raises:
-        RuntimeError: the app is not served by fastws (or the scope has no lifespan state).
+        RuntimeError: no fastws server runs here (or several do, and none on this thread).
     """
-    state = _scope(conn).get("state")
-    found = state.get(STATE_KEY) if isinstance(state, dict) else None
+    from fastws.ws.pubsub import HUBS
+
+    try:
+        found = HUBS.get(asyncio.get_running_loop())
+    except RuntimeError:
+        found = None
+    if found is None and len(HUBS) == 1:
+        found = next(iter(HUBS.values()))
     if found is None:
-        raise RuntimeError("no pub/sub hub in the scope's state: is the app served by fastws?")
+        raise RuntimeError("no fastws server with pub/sub runs on this loop (is the app served by fastws?)")
     return found
 
 
@@ -52,7 +57,7 @@ async def publish(conn: Any, topic: str, data: str | bytes, *, exclude_sender: b
             own sends, and ``exclude_sender`` applies), a ``Request`` or any ASGI scope.
         exclude_sender: do not deliver to ``conn`` itself (WebSockets only).
     """
-    scope = _scope(conn)
+    scope = _scope(conn) if conn is not None else {}
     if scope.get("type") == "websocket" and hasattr(conn, "_send"):
         message: dict[str, Any] = {"type": "websocket.publish", "topic": topic}
         message["bytes" if isinstance(data, (bytes, bytearray, memoryview)) else "text"] = data
@@ -60,7 +65,7 @@ async def publish(conn: Any, topic: str, data: str | bytes, *, exclude_sender: b
             message["exclude_sender"] = True
         await conn._send(message)  # Starlette's raw ASGI send
         return
-    publish_threadsafe(scope, topic, data)
+    publish_threadsafe(conn, topic, data)
 
 
 def publish_threadsafe(conn: Any, topic: str, data: str | bytes) -> None:

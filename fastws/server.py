@@ -34,6 +34,7 @@ from fastws.lifespan import make_lifespan
 from fastws.loops import loop_name, new_event_loop
 from fastws.transport import ServerState
 from fastws.ws.protocol import Wakeups
+from fastws.ws.pubsub import HUBS, Hub
 
 logger = logging.getLogger("fastws.error")
 
@@ -44,7 +45,7 @@ ACCEPT_GRACE_S = 0.05  # shutdown: between the last accept and closing idle conn
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.server_state = ServerState(Wakeups())
+        self.server_state = ServerState(Wakeups(), Hub())
         self.started = False
         self.should_exit = False
         self.force_exit = False
@@ -94,6 +95,16 @@ class Server:
         logger.info("Finished server process [%d]", process_id)
 
     async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        hub = self.server_state.hub
+        hub.loop = asyncio.get_running_loop()
+        # Publishing from outside a WebSocket (HTTP endpoints, background tasks, lifespan):
+        # fastws.pubsub finds the hub of the running loop (or the process's only one) here.
+        HUBS[hub.loop] = hub
+        if self.config.pubsub is not None:
+            from fastws.ws.pubsub_redis import RedisBridge
+
+            hub.bridge = RedisBridge(hub, self.config.pubsub)
+            hub.bridge.start()
         await self.lifespan.startup()
         if self.lifespan.should_exit:
             self.should_exit = True
@@ -238,6 +249,11 @@ class Server:
                     transport.abort()
         if not self.force_exit:
             await self.lifespan.shutdown()
+        hub = self.server_state.hub
+        HUBS.pop(hub.loop, None)
+        if hub.bridge is not None:
+            bridge, hub.bridge = hub.bridge, None
+            await bridge.close()
 
     async def _wait_tasks_to_complete(self) -> None:
         state = self.server_state

@@ -28,11 +28,12 @@ class Connection(Protocol):
 class ServerState:
     """Shared by the connections of one server (one event loop).
 
-    ``wakeups`` (fastws.ws.protocol.Wakeups) wakes the apps' tasks for their messages; the
-    server makes it, so that this module depends on no protocol.
+    ``wakeups`` (fastws.ws.protocol.Wakeups) wakes the apps' tasks for their messages, and
+    ``hub`` (fastws.ws.pubsub.Hub) holds the pub/sub topics; the server makes both, so that this
+    module depends on no protocol.
     """
 
-    def __init__(self, wakeups: Any) -> None:
+    def __init__(self, wakeups: Any, hub: Any = None) -> None:
         self.total_requests = 0
         self.connections: set[Any] = set()  # Connection objects
         self.tasks: set[asyncio.Task[None]] = set()
@@ -42,6 +43,7 @@ class ServerState:
         self.scratch = bytearray(SCRATCH_BYTES)
         self.scratch_view = memoryview(self.scratch)
         self.wakeups = wakeups
+        self.hub = hub
 
 
 class ClientDisconnected(OSError):

@@ -79,6 +79,9 @@ cdef class _WebSocket(Session):
     cdef object is_closing
     cdef object buffered
     cdef Wakeups wakeups
+    cdef public object topics  # pub/sub: the set of topics it is subscribed to, or None
+    cdef public Py_ssize_t max_write_buffer
+    cdef bint send_never_waits
 
     cdef _dispatch(self, list messages)
     cdef _fail(self, object code, object reason)
@@ -91,6 +94,9 @@ cdef class _WebSocket(Session):
     cdef bint _send_now(self, dict message) except -1
     cdef _write(self, bytes data)
     cdef _write_frame(self, bytes frame)
+    cdef int _deliver(self, bytes frame) except -2
+    cdef _overflow(self, Py_ssize_t size)
+    cdef bint _topic_message(self, object message, bint strict) except -1
     cdef _app_finished(self)
     cdef _close_finished(self, object code)
     cdef _handshake_message(self, object message)

@@ -117,6 +117,9 @@ class _WebSocket(Session):
         "is_closing",
         "buffered",
         "wakeups",
+        "topics",
+        "max_write_buffer",
+        "send_never_waits",
     )
 
     def __init__(
@@ -190,6 +193,13 @@ class _WebSocket(Session):
         self.is_closing = transport.is_closing
         self.buffered = transport.get_write_buffer_size
         self.wakeups = server_state.wakeups
+        # Pub/sub (fastws.ws.pubsub): the topics this connection is subscribed to (None: none,
+        # so that a connection that never subscribes costs one pointer), and the budget of
+        # bytes waiting to be written past which a publish (or, with --ws-send-overflow close,
+        # a send()) closes the connection with 1013 instead of waiting or buffering more.
+        self.topics: set[str] | None = None
+        self.max_write_buffer = config.ws_max_write_buffer
+        self.send_never_waits = config.ws_send_overflow == "close"
         self.scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": config.asgi_version, "spec_version": "2.5"},
@@ -204,7 +214,13 @@ class _WebSocket(Session):
             "headers": scope["headers"],
             "subprotocols": offer.subprotocols,
             "state": scope["state"],
-            "extensions": {"websocket.http.response": {}},
+            "extensions": {
+                "websocket.http.response": {},
+                # Topics (docs/pubsub.md), with socketify's message names.
+                "websocket.subscribe": {},
+                "websocket.unsubscribe": {},
+                "websocket.publish": {},
+            },
         }
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -233,6 +249,8 @@ class _WebSocket(Session):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        if self.topics is not None:
+            self.server_state.hub.drop(self)
         self._cancel_timers()
         self.state = CLOSED
         if self.disconnect is None:
@@ -472,8 +490,12 @@ class _WebSocket(Session):
     def _send_now(self, message: dict[str, Any]) -> bool:
         """Write an uncompressed data frame now if ``message`` is one and writing is not paused
         (typed as a dict in the compiled build: its lookups are C calls)."""
-        if self.flow.write_paused or message.get("type") != "websocket.send":
-            return False  # a message without a type fails in _send(), where the app awaits
+        if self.flow.write_paused:
+            return False
+        if message.get("type") != "websocket.send":
+            # Pub/sub messages are done here too (no coroutine); anything else, or a malformed
+            # one, goes to _send(), which raises where the app awaits.
+            return self._topic_message(message, False)
         data = message.get("bytes")
         if data is not None:
             opcode = _BINARY
@@ -521,10 +543,6 @@ class _WebSocket(Session):
         if self.state == OPEN:
             message_type = message["type"]
             if message_type == "websocket.send":
-                if self.flow.write_paused:
-                    await self.flow.drain()
-                    if self.state != OPEN:
-                        raise ClientDisconnected
                 data = message.get("bytes")
                 if data is not None:
                     opcode = _BINARY
@@ -533,8 +551,18 @@ class _WebSocket(Session):
                     if data is None:
                         raise RuntimeError("websocket.send needs 'bytes' or 'text'.")
                     opcode = _TEXT
+                paused = self.flow.write_paused
+                if paused and self.send_never_waits:  # --ws-send-overflow close
+                    waiting = self.buffered() + len(data)
+                    if waiting > self.max_write_buffer:
+                        self._overflow(waiting)
+                        return
+                    paused = False
+                # Over the transport's high-water mark the frame is still written at once and
+                # only then waited on, so that publishes this connection receives meanwhile
+                # cannot overtake it (docs/pubsub.md, "Ordering").
                 if self.compresses(len(data)):
-                    frame = self.compressed_frame(opcode, data)
+                    self._write_frame(self.compressed_frame(opcode, data))
                 elif len(data) >= _WRITEV_MIN and type(data) is not str:
                     # Large payload: header and payload as two buffers in one writev, so the
                     # payload is not copied into a frame first (bench: 1 MiB echo).
@@ -543,13 +571,17 @@ class _WebSocket(Session):
                     if self.stats:
                         self.msgs_out += 1
                         self.bytes_out += len(header) + len(data)
-                    return
                 else:
-                    frame = encode_frame(opcode, data)
-                self._write_frame(frame)
+                    self._write_frame(encode_frame(opcode, data))
+                if paused:
+                    await self.flow.drain()
+                    if self.state != OPEN:
+                        raise ClientDisconnected
                 return
             if message_type == "websocket.close":
                 self._send_close(message.get("code", 1000), message.get("reason") or "")
+                return
+            if self._topic_message(message, True):
                 return
             raise RuntimeError(
                 f"Expected 'websocket.send' or 'websocket.close', got '{message_type}'."
@@ -560,7 +592,85 @@ class _WebSocket(Session):
         if self.state == RESPONDING:
             self._response_body(message)
             return
+        # Closing or closed: a publish still reaches the others; an unsubscribe is done.
+        if self.opened_at and self._topic_message(message, True):
+            return
         raise ClientDisconnected
+
+    # -- pub/sub (fastws.ws.pubsub, docs/pubsub.md) -------------------------------------------
+
+    def _topic_message(self, message: dict[str, Any], strict: bool) -> bool:
+        """Do a websocket.subscribe, .unsubscribe or .publish now; False if ``message`` is
+        none of them. A malformed one: False, or (``strict``: from _send(), where the app
+        awaits) RuntimeError; a subscribe once closing: False, or ClientDisconnected."""
+        kind = message.get("type")
+        if kind == "websocket.publish":
+            topic = _topic_of(message, strict)
+            if topic is None:
+                return False
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+                if data is None:
+                    if strict:
+                        raise RuntimeError("websocket.publish needs 'bytes' or 'text'.")
+                    return False
+            sender = self if message.get("exclude_sender") else None
+            self.server_state.hub.publish(topic, data, sender)
+            return True
+        if kind == "websocket.subscribe":
+            topic = _topic_of(message, strict)
+            if topic is None:
+                return False
+            if self.state != OPEN:
+                if strict:
+                    raise ClientDisconnected
+                return False
+            self.server_state.hub.subscribe(self, topic)
+            return True
+        if kind == "websocket.unsubscribe":
+            topic = _topic_of(message, strict)
+            if topic is None:
+                return False
+            if self.topics is not None:
+                self.server_state.hub.unsubscribe(self, topic)
+            return True
+        return False
+
+    def _deliver(self, frame: bytes) -> int:
+        """Write a published ``frame``: 1 when written, 0 when skipped (our close frame went
+        out: no data after it, RFC 6455 §5.5.1), -1 when it would take the bytes waiting to
+        be written past ``max_write_buffer``: then the connection is closing with 1013 and
+        the frame is dropped. The same write path as send() (_write), so the two keep order."""
+        if self.state != OPEN:
+            return 0
+        waiting = self.buffered()
+        if waiting:
+            waiting += len(frame)
+            if waiting > self.max_write_buffer:
+                self._overflow(waiting)
+                return -1
+            self.transport.write(frame)
+            if self.stats:
+                self.msgs_out += 1
+                self.bytes_out += len(frame)
+        else:
+            self._write_frame(frame)
+        return 1
+
+    def _overflow(self, size: int) -> None:
+        """A publish or send would hold ``size`` bytes for a peer that does not read fast
+        enough: close with 1013 (Try Again Later) instead. The close frame waits behind the
+        bytes already buffered; _close_timeout() aborts if they are still there by then."""
+        client = self.scope["client"]
+        logger.warning(
+            "WebSocket %s: %d bytes waiting to be written, over --ws-max-write-buffer "
+            "(%d): closing with 1013",
+            f"{client[0]}:{client[1]}" if client else "-",
+            size,
+            self.max_write_buffer,
+        )
+        self._send_close(CloseCode.TRY_AGAIN_LATER, "slow reader: write buffer full")
 
     def _handshake_message(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
@@ -651,7 +761,11 @@ class _WebSocket(Session):
 
     def _close_timeout(self) -> None:
         self.close_handle = None
-        if not self.transport.is_closing():
+        if self.buffered():
+            # The peer has not even read what we sent (close() would wait for it to: memory
+            # held for as long as it likes).
+            self.transport.abort()
+        elif not self.transport.is_closing():
             self.transport.close()
 
     # -- keepalive --------------------------------------------------------------------------
@@ -882,6 +996,17 @@ def _run(callback: Any, context: Any, future: Any, loop: asyncio.AbstractEventLo
 
 def _reraise(exc: BaseException) -> None:
     raise exc
+
+
+def _topic_of(message: dict[str, Any], strict: bool) -> str | None:
+    topic = message.get("topic")
+    if type(topic) is str:
+        return topic  # type: ignore[no-any-return]
+    if type(topic) is bytes:
+        return topic.decode("utf-8")  # type: ignore[no-any-return]
+    if strict:
+        raise RuntimeError(f"{message.get('type')} needs a str 'topic', got {topic!r}.")
+    return None
 
 
 def _socket_fd(transport: asyncio.Transport) -> int:

@@ -31,6 +31,10 @@ if not COMPILED and _flag("FASTWS_REQUIRE_EXTENSIONS") and not _flag("FASTWS_NO_
 _TEXT = int(Opcode.TEXT)
 _BINARY = int(Opcode.BINARY)
 
+# The hub of each running server, by its event loop (server.py startup/shutdown): where
+# fastws.pubsub finds it for code outside any WebSocket.
+HUBS: dict[Any, Hub] = {}
+
 
 class Hub:
     """One process's topics. ``topics[topic]`` is a dict used as an ordered set of the
@@ -168,7 +172,7 @@ def _deflated(ws: Any, opcode: int, data: Any, frame: bytes, shared: dict[int, b
     connection's compressor carries its own history: compressed per subscriber (a Python call
     and a zlib pass each; docs/pubsub.md).
     """
-    if len(data) < ws.config.ws_deflate_min_size:
+    if not ws.compresses(len(data)):
         return frame
     payload = data.encode("utf-8") if type(data) is str else data
     if ws.agreement.server_no_context_takeover:

@@ -197,3 +197,9 @@ class FakeTransport(asyncio.Transport):
 
     def get_protocol(self) -> Any:
         return self.protocol
+
+
+@pytest.fixture
+def fake_transport() -> type[FakeTransport]:
+    """The FakeTransport class (tests/unit is no package: its modules cannot import this one)."""
+    return FakeTransport

@@ -6,7 +6,7 @@ from fastws.transport import ClientDisconnected, caused_by_disconnect
 
 
 class FrameworkDisconnect(Exception):
-    """What Starlette raises from an OSError out of send() (ClientDisconnect, WebSocketDisconnect)."""
+    """What Starlette raises from an OSError out of send() (ClientDisconnect and the like)."""
 
 
 def raised_from(inner: BaseException, *, explicit: bool) -> BaseException:

@@ -49,6 +49,12 @@ class HttpProtocol(BufferedOnly):
         "tasks",
         "root_path",
         "limit_concurrency",
+        "limit_request_line",
+        "limit_request_fields",
+        "limit_request_field_size",
+        "timeout_handshake",
+        "timeout_keep_alive",
+        "asgi_version",
         "access_log",
         "trace",
         "parser",
@@ -94,6 +100,13 @@ class HttpProtocol(BufferedOnly):
         self.tasks = server_state.tasks
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
+        # Read once here, not from the Config at every request or header.
+        self.limit_request_line = config.limit_request_line
+        self.limit_request_fields = config.limit_request_fields
+        self.limit_request_field_size = config.limit_request_field_size
+        self.timeout_handshake = config.timeout_handshake
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.asgi_version = config.asgi_version
         self.access_log = config.access_log and access_logger.hasHandlers()
         # Checked once per connection, never per request (--log-level trace).
         self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
@@ -212,7 +225,7 @@ class HttpProtocol(BufferedOnly):
         self.upgrade_request = False
         self.scope = {
             "type": "http",
-            "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
             "http_version": "1.1",
             "server": self.server,
             "client": self.client,
@@ -225,7 +238,7 @@ class HttpProtocol(BufferedOnly):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.config.limit_request_line:
+        if len(self.url) > self.limit_request_line:
             raise _Refusal(414, "Request line too long.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -237,9 +250,9 @@ class HttpProtocol(BufferedOnly):
         elif name == b"host":
             self.hosts += 1
         self.headers.append((name, value))
-        if len(self.headers) > self.config.limit_request_fields:
+        if len(self.headers) > self.limit_request_fields:
             raise _Refusal(431, "Too many request header fields.")
-        if len(name) + len(value) > self.config.limit_request_field_size:
+        if len(name) + len(value) > self.limit_request_field_size:
             raise _Refusal(431, "Request header field too large.")
 
     def on_headers_complete(self) -> None:
@@ -414,13 +427,13 @@ class HttpProtocol(BufferedOnly):
             self._upgrade(rest)
             return
         else:
-            self.deadline = self.loop.time() + self.config.timeout_keep_alive
+            self.deadline = self.loop.time() + self.timeout_keep_alive
         if self.pending_upgrade is None:
             self.flow.resume_reading()
 
     def _expect_head(self) -> None:
         self.head_bytes = 0
-        timeout = self.config.timeout_handshake
+        timeout = self.timeout_handshake
         self.deadline = self.loop.time() + timeout if timeout else 0.0
 
     def expire(self) -> None:

@@ -80,6 +80,8 @@ cdef class _WebSocket(Session):
     cdef object buffered
     cdef Wakeups wakeups
     cdef public object topics  # pub/sub: the set of topics it is subscribed to, or None
+    cdef public object cork
+    cdef Py_ssize_t corked
     cdef public Py_ssize_t max_write_buffer
     cdef bint send_never_waits
 
@@ -95,6 +97,7 @@ cdef class _WebSocket(Session):
     cdef _write(self, bytes data)
     cdef _write_frame(self, bytes frame)
     cdef int _deliver(self, bytes frame) except -2
+    cdef _uncork(self)
     cdef _overflow(self, Py_ssize_t size)
     cdef bint _topic_message(self, object message, bint strict) except -1
     cdef _app_finished(self)

@@ -118,6 +118,8 @@ class _WebSocket(Session):
         "buffered",
         "wakeups",
         "topics",
+        "cork",
+        "corked",
         "max_write_buffer",
         "send_never_waits",
     )
@@ -198,6 +200,11 @@ class _WebSocket(Session):
         # bytes waiting to be written past which a publish (or, with --ws-send-overflow close,
         # a send()) closes the connection with 1013 instead of waiting or buffering more.
         self.topics: set[str] | None = None
+        # Published frames due to this connection in this loop pass, written together by the
+        # hub's flush() at the end of it (or before any other write of ours, to keep order):
+        # one send() for many publishes ("corking"). ``corked``: their bytes, for the budget.
+        self.cork: list[bytes] | None = None
+        self.corked = 0
         self.max_write_buffer = config.ws_max_write_buffer
         self.send_never_waits = config.ws_send_overflow == "close"
         self.scope: dict[str, Any] = {
@@ -249,6 +256,7 @@ class _WebSocket(Session):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        self.cork = None
         if self.topics is not None:
             self.server_state.hub.drop(self)
         self._cancel_timers()
@@ -518,6 +526,8 @@ class _WebSocket(Session):
         goes through the VFS layer that send(2) skips. What the kernel does not take (a full
         socket buffer, an error) goes to the transport as usual, which buffers it or reports
         the error through connection_lost()."""
+        if self.cork is not None:
+            self._uncork()
         transport = self.transport
         sent = 0
         if self.fd < 0:
@@ -567,6 +577,8 @@ class _WebSocket(Session):
                     # Large payload: header and payload as two buffers in one writev, so the
                     # payload is not copied into a frame first (bench: 1 MiB echo).
                     header = encode_frame_header(opcode, len(data))
+                    if self.cork is not None:
+                        self._uncork()
                     self.transport.writelines((header, data))
                     if self.stats:
                         self.msgs_out += 1
@@ -638,25 +650,38 @@ class _WebSocket(Session):
         return False
 
     def _deliver(self, frame: bytes) -> int:
-        """Write a published ``frame``: 1 when written, 0 when skipped (our close frame went
-        out: no data after it, RFC 6455 §5.5.1), -1 when it would take the bytes waiting to
-        be written past ``max_write_buffer``: then the connection is closing with 1013 and
-        the frame is dropped. The same write path as send() (_write), so the two keep order."""
+        """Take a published ``frame`` into the cork: 2 when it is the first of this pass (the
+        hub then flushes this connection at the end of the pass), 1 when it joined others, 0
+        when skipped (our close frame went out: no data after it, RFC 6455 §5.5.1), -1 when
+        it would take the bytes waiting to be written past ``max_write_buffer``: then the
+        connection is closing with 1013 and the frame is dropped."""
         if self.state != OPEN:
             return 0
-        waiting = self.buffered()
-        if waiting:
-            waiting += len(frame)
-            if waiting > self.max_write_buffer:
-                self._overflow(waiting)
-                return -1
-            self.transport.write(frame)
-            if self.stats:
-                self.msgs_out += 1
-                self.bytes_out += len(frame)
-        else:
-            self._write_frame(frame)
+        waiting = self.buffered() + self.corked + len(frame)
+        if waiting > self.max_write_buffer:
+            self._uncork()  # what this pass took already goes out before the close frame
+            self._overflow(waiting)
+            return -1
+        self.corked += len(frame)
+        cork = self.cork
+        if cork is None:
+            self.cork = [frame]
+            return 2
+        cork.append(frame)
         return 1
+
+    def _uncork(self) -> None:
+        """Write the corked frames, in one send() where the socket takes them."""
+        cork = self.cork
+        if cork is None:
+            return
+        self.cork = None
+        self.corked = 0
+        data = cork[0] if len(cork) == 1 else b"".join(cork)
+        if self.stats:
+            self.msgs_out += len(cork)
+            self.bytes_out += len(data)
+        self._write(data)
 
     def _overflow(self, size: int) -> None:
         """A publish or send would hold ``size`` bytes for a peer that does not read fast

@@ -1,9 +1,10 @@
 """Build script: declares the compiled extensions.
 
 - fastws._speedups: the codec (fastws/_speedups.pyx; its pure twin is fastws/_speedups_py.py).
-- fastws.ws.protocol: the WebSocket connection, compiled from its own Python source in Cython's
-  pure-Python mode with the field and method types in fastws/ws/protocol.pxd. Python imports
-  the compiled module in preference to the .py beside it.
+- fastws.ws.session and fastws.ws.protocol: the RFC 6455 session and the WebSocket connection
+  that extends it, compiled from their own Python sources in Cython's pure-Python mode with the
+  field and method types in the .pxd beside each. Python imports the compiled modules in
+  preference to the .py beside them.
 - fastws.ws.pubsub: the pub/sub topics and their fan-out loop, the same way (pubsub.pxd), so the
   loop over subscribers calls the connection's C methods.
 
@@ -50,6 +51,12 @@ def extensions() -> list:
         define_macros=macros,
         extra_compile_args=args,
     )
+    session = Extension(
+        "fastws.ws.session",
+        ["fastws/ws/session.py"],
+        define_macros=macros,
+        extra_compile_args=args,
+    )
     pubsub = Extension(
         "fastws.ws.pubsub",
         ["fastws/ws/pubsub.py"],
@@ -57,7 +64,7 @@ def extensions() -> list:
         extra_compile_args=args,
     )
     return cythonize(
-        [codec, protocol, pubsub],
+        [codec, session, protocol, pubsub],
         annotate=_flag("FASTWS_CYTHON_ANNOTATE"),
         compiler_directives=directives,
     )

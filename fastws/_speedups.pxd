@@ -1,5 +1,5 @@
 # What other compiled modules (fastws/ws/protocol.py, built by setup.py) call in C, without
-# Python calls or lookups: FrameReader's fields and methods, data_frame() and send_bytes(). The
+# Python calls or lookups: FrameReader's fields and methods and data_frame(). The
 # Python-facing contract is _speedups.pyi.
 
 cimport cython
@@ -7,7 +7,6 @@ from libc.stdint cimport uint8_t, uint64_t
 
 
 cdef bytes data_frame(int opcode, object payload)
-cdef Py_ssize_t send_bytes(int fd, bytes data) noexcept
 
 
 @cython.final

@@ -194,26 +194,6 @@ def encode_frame(Py_ssize_t opcode, payload, *, bint fin=True, bint rsv1=False, 
     return _encode(opcode, payload, fin, rsv1, mask)
 
 
-cdef extern from *:
-    """
-    #include <sys/socket.h>
-    #ifndef MSG_NOSIGNAL
-    #define MSG_NOSIGNAL 0  /* not everywhere (CPython ignores SIGPIPE anyway) */
-    #endif
-    """
-    ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags) nogil
-    int MSG_DONTWAIT
-    int MSG_NOSIGNAL
-
-
-cdef Py_ssize_t send_bytes(int fd, bytes data) noexcept:
-    """One non-blocking send() of ``data`` on socket ``fd`` (declared in _speedups.pxd): the
-    number of bytes the kernel took, or -1 (errno says why; the caller hands what is left to
-    its transport, which meets the same condition and deals with it)."""
-    return c_send(fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
-                  MSG_DONTWAIT | MSG_NOSIGNAL)
-
-
 cdef bytes data_frame(int opcode, object payload):
     """encode_frame(opcode, payload) for compiled callers (declared in _speedups.pxd): a
     final, unmasked frame, without a Python call per frame."""

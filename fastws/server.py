@@ -1,10 +1,11 @@
 """The server process: bind, serve, signals, graceful shutdown.
 
-Owns the listening sockets, the state shared by every connection of one server (ServerState),
-the once-a-second housekeeping (Date header), SIGINT/SIGTERM handling and the shutdown order:
-stop accepting, close WebSockets with 1012, let in-flight HTTP responses finish, run lifespan
-shutdown, all within ``--timeout-graceful-shutdown``. Stays out of protocol details, and
-of the other process models: ``fastws.main.run()`` picks this, a Supervisor or a ChangeReload.
+Owns the listening sockets, the state shared by every connection of one server (a
+fastws.transport.ServerState), the once-a-second housekeeping (Date header, the connections'
+deadlines), SIGINT/SIGTERM handling and the shutdown order: stop accepting, close WebSockets
+with 1012, let in-flight HTTP responses finish, run lifespan shutdown, all within
+``--timeout-graceful-shutdown``. Stays out of protocol details, and of the other process
+models: ``fastws.main.run()`` picks this, a Supervisor or a ChangeReload.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Generator, Sequence
 from email.utils import formatdate
 from functools import partial
 from types import FrameType
-from typing import Any
 
 from fastws import malloc
 from fastws.accept import BurstAccepts
@@ -32,37 +32,20 @@ from fastws.config import Config
 from fastws.http.protocol import HttpProtocol
 from fastws.lifespan import make_lifespan
 from fastws.loops import loop_name, new_event_loop
+from fastws.transport import ServerState
 from fastws.ws.protocol import Wakeups
 from fastws.ws.pubsub import HUBS, Hub
 
 logger = logging.getLogger("fastws.error")
 
-STARTUP_FAILURE = 3  # exit code, as uvicorn's
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ACCEPT_GRACE_S = 0.05  # shutdown: between the last accept and closing idle connections
-SCRATCH_BYTES = 256 * 1024  # the loop's shared read buffer (see fastws/_speedups.pyi, scratch)
-
-
-class ServerState:
-    """Shared by the connections of one server (one event loop)."""
-
-    def __init__(self) -> None:
-        self.total_requests = 0
-        self.connections: set[Any] = set()  # protocols with shutdown()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.default_headers: list[tuple[bytes, bytes]] = []
-        # One read buffer for every connection of this loop: asyncio calls get_buffer() and the
-        # buffer_updated() that consumes it back to back, so an idle connection holds none.
-        self.scratch = bytearray(SCRATCH_BYTES)
-        self.scratch_view = memoryview(self.scratch)
-        self.wakeups = Wakeups()  # wakes the apps' tasks for their messages
-        self.hub = Hub()  # pub/sub topics (docs/pubsub.md)
 
 
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.server_state = ServerState()
+        self.server_state = ServerState(Wakeups(), Hub())
         self.started = False
         self.should_exit = False
         self.force_exit = False

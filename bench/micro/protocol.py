@@ -27,10 +27,10 @@ from typing import Any
 
 from fastws.config import Config
 from fastws.http.protocol import HttpProtocol
-from fastws.server import ServerState
+from fastws.transport import ServerState
 from fastws.ws import handshake
 from fastws.ws.frames import IMPLEMENTATION, encode_frame
-from fastws.ws.protocol import WebSocketProtocol
+from fastws.ws.protocol import Wakeups, WebSocketProtocol
 
 
 class MemoryTransport(asyncio.Transport):
@@ -114,7 +114,7 @@ def loaded_config() -> Config:
 
 async def run(messages: int, batch: int) -> float:
     config = loaded_config()
-    state = ServerState()
+    state = ServerState(Wakeups())
     transport = MemoryTransport()
     scope = {
         "http_version": "1.1",
@@ -150,7 +150,7 @@ async def run(messages: int, batch: int) -> float:
 async def run_connections(connections: int) -> float:
     """Seconds per connection: upgrade, accept, one echoed message, client close."""
     config = loaded_config()
-    state = ServerState()
+    state = ServerState(Wakeups())
     loop = asyncio.get_running_loop()
     message = encode_frame(1, "x" * 32, mask=os.urandom(4))
     close = encode_frame(8, b"\x03\xe8", mask=os.urandom(4))

@@ -20,70 +20,20 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fastws import http11
-from fastws.http.flow_control import FlowControl
 from fastws.logging import TRACE_LOG_LEVEL
+from fastws.transport import BufferedOnly, ClientDisconnected, FlowControl, caused_by_disconnect
 from fastws.ws import handshake, origins
+from fastws.ws.protocol import WebSocketProtocol
 
 if TYPE_CHECKING:
     from fastws.config import Config
-    from fastws.server import ServerState
+    from fastws.transport import ServerState
 
 logger = logging.getLogger("fastws.error")
 access_logger = logging.getLogger("fastws.access")
 
 HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
 _LINGER_S = 2.0  # after an error response: how long to drain input before closing
-
-
-class ClientDisconnected(OSError):
-    """Raised by send() once the client has gone (ASGI spec: an OSError subclass)."""
-
-
-def caused_by_disconnect(exc: BaseException | None) -> bool:
-    """Whether ``exc`` is the ClientDisconnected a send() raised, or was raised while handling
-    one (Starlette turns it into ClientDisconnect or WebSocketDisconnect). ASGI spec 2.4: such
-    an exception is the client going away, not an application error, and is not logged as one.
-    """
-    for _ in range(16):  # cause and context chains are short; a cycle must not hang us
-        if exc is None:
-            return False
-        if isinstance(exc, ClientDisconnected):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-# fastws.ws.protocol imports this module, so it is imported on the first upgrade and kept here
-# (an import statement per upgrade costs a call into importlib's _handle_fromlist).
-_WebSocketProtocol: Any = None
-
-
-def _import_websocket_protocol() -> Any:
-    global _WebSocketProtocol
-    from fastws.ws.protocol import WebSocketProtocol
-
-    _WebSocketProtocol = WebSocketProtocol
-    return WebSocketProtocol
-
-
-class BufferedOnly(asyncio.BufferedProtocol):
-    """asyncio.BufferedProtocol with a data_received() that no transport calls.
-
-    uvloop looks ``data_received`` up on every protocol a transport is given (at the accept,
-    and again at the upgrade's set_protocol), and for a BufferedProtocol, which has none, pays
-    for an AttributeError it then ignores: 6,400 instructions per WebSocket connection, 3% of
-    the user CPU of a new connection (callgrind on the live server). asyncio's and uvloop's
-    transports feed a protocol that has get_buffer() through get_buffer()/buffer_updated()
-    only.
-    """
-
-    __slots__ = ()
-
-    def data_received(self, data: bytes) -> None:
-        raise RuntimeError(
-            f"{type(self).__name__} is an asyncio.BufferedProtocol: "
-            "the transport must call get_buffer() and buffer_updated(), not data_received()"
-        )
 
 
 class HttpProtocol(BufferedOnly):
@@ -99,6 +49,12 @@ class HttpProtocol(BufferedOnly):
         "tasks",
         "root_path",
         "limit_concurrency",
+        "limit_request_line",
+        "limit_request_fields",
+        "limit_request_field_size",
+        "timeout_handshake",
+        "timeout_keep_alive",
+        "asgi_version",
         "access_log",
         "trace",
         "parser",
@@ -144,6 +100,13 @@ class HttpProtocol(BufferedOnly):
         self.tasks = server_state.tasks
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
+        # Read once here, not from the Config at every request or header.
+        self.limit_request_line = config.limit_request_line
+        self.limit_request_fields = config.limit_request_fields
+        self.limit_request_field_size = config.limit_request_field_size
+        self.timeout_handshake = config.timeout_handshake
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.asgi_version = config.asgi_version
         self.access_log = config.access_log and access_logger.hasHandlers()
         # Checked once per connection, never per request (--log-level trace).
         self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
@@ -262,7 +225,7 @@ class HttpProtocol(BufferedOnly):
         self.upgrade_request = False
         self.scope = {
             "type": "http",
-            "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
             "http_version": "1.1",
             "server": self.server,
             "client": self.client,
@@ -275,7 +238,7 @@ class HttpProtocol(BufferedOnly):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.config.limit_request_line:
+        if len(self.url) > self.limit_request_line:
             raise _Refusal(414, "Request line too long.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -287,9 +250,9 @@ class HttpProtocol(BufferedOnly):
         elif name == b"host":
             self.hosts += 1
         self.headers.append((name, value))
-        if len(self.headers) > self.config.limit_request_fields:
+        if len(self.headers) > self.limit_request_fields:
             raise _Refusal(431, "Too many request header fields.")
-        if len(name) + len(value) > self.config.limit_request_field_size:
+        if len(name) + len(value) > self.limit_request_field_size:
             raise _Refusal(431, "Request header field too large.")
 
     def on_headers_complete(self) -> None:
@@ -409,7 +372,6 @@ class HttpProtocol(BufferedOnly):
             self.transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
-        websocket_protocol = _WebSocketProtocol or _import_websocket_protocol()
         self._fill_path()
         offer = handshake.validate_request(
             self.parser.get_method(), self.scope["http_version"], self.headers
@@ -435,7 +397,7 @@ class HttpProtocol(BufferedOnly):
         self.deadline = 0.0
         # The WebSocket side takes this flow control over, the transport's write state included.
         self.flow.resume_reading()
-        protocol = websocket_protocol(
+        protocol = WebSocketProtocol(
             self.config,
             self.server_state,
             self.app_state,
@@ -465,13 +427,13 @@ class HttpProtocol(BufferedOnly):
             self._upgrade(rest)
             return
         else:
-            self.deadline = self.loop.time() + self.config.timeout_keep_alive
+            self.deadline = self.loop.time() + self.timeout_keep_alive
         if self.pending_upgrade is None:
             self.flow.resume_reading()
 
     def _expect_head(self) -> None:
         self.head_bytes = 0
-        timeout = self.config.timeout_handshake
+        timeout = self.timeout_handshake
         self.deadline = self.loop.time() + timeout if timeout else 0.0
 
     def expire(self) -> None:

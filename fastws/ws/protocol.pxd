@@ -1,14 +1,38 @@
 # Compiled build of protocol.py (Cython pure-Python mode): the connection becomes a C struct
-# with typed fields, and the helpers below become C methods. Everything the transport, the
-# loop (call_later) or the app calls stays a Python method in protocol.py.
+# with typed fields (the session's, from session.pxd, first), and the helpers below become C
+# methods. Everything the transport, the loop (call_later) or the app calls stays a Python
+# method in protocol.py.
 
-from fastws._speedups cimport FrameReader as CompiledReader, data_frame, send_bytes
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+from fastws._speedups cimport FrameReader as CompiledReader, data_frame
+from fastws.ws.session cimport Session
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
 cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX, _DIRECT_AFTER, _SAMPLE_EVERY
 cdef double _FAIL_GRACE_S
 cdef int CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED
+
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #ifndef MSG_NOSIGNAL
+    #define MSG_NOSIGNAL 0  /* not everywhere (CPython ignores SIGPIPE anyway) */
+    #endif
+    """
+    ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags) nogil
+    int MSG_DONTWAIT
+    int MSG_NOSIGNAL
+
+
+cdef inline Py_ssize_t send_bytes(int fd, bytes data) noexcept:
+    # The writer's own socket send (_WebSocket._write): one non-blocking send() of ``data`` on
+    # ``fd``; the bytes the kernel took, or -1 (errno says why; the caller hands what is left
+    # to its transport, which meets the same condition and deals with it).
+    return c_send(fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
+                  MSG_DONTWAIT | MSG_NOSIGNAL)
 
 
 cdef class Wakeups:
@@ -23,8 +47,7 @@ cdef class Wakeups:
 cdef _run(object callback, object context, object future, object loop)
 
 
-cdef class _WebSocket:
-    cdef public object config
+cdef class _WebSocket(Session):
     cdef public object app
     cdef public object loop
     cdef public object server_state
@@ -32,47 +55,40 @@ cdef class _WebSocket:
     cdef public object flow
     cdef public object offer
     cdef public object agreement
-    cdef public object deflate
     cdef public CompiledReader reader  # a compiled build goes with the compiled codec
     cdef public object get_buffer
     cdef public Py_ssize_t max_queue
     cdef public object queue
     cdef public object waiter
-    cdef public int state
     cdef public bint connect_sent
     cdef public object disconnect
-    cdef public bint close_sent
-    cdef public double deadline
-    cdef public double ping_at
-    cdef public double pong_by
     cdef public object close_handle
     cdef public object task
     cdef public bint stats
     cdef public double opened_at
-    cdef public object close_code
     cdef public long long msgs_in
     cdef public long long msgs_out
     cdef public long long bytes_in
     cdef public long long bytes_out
     cdef public object scope
     cdef public object _response_head
-    cdef public object pending_fail
     cdef public object fail_handle
     cdef public object early
-    cdef public object pong_pending
     cdef public int fd
     cdef int writes_before_direct
     cdef object is_closing
     cdef object buffered
     cdef Wakeups wakeups
     cdef public object topics  # pub/sub: the set of topics it is subscribed to, or None
+    cdef public object cork
+    cdef Py_ssize_t corked
     cdef public Py_ssize_t max_write_buffer
     cdef bint send_never_waits
 
     cdef _dispatch(self, list messages)
-    cdef bint _inflate(self, int opcode, object payload, bint closing) except -1
     cdef _fail(self, object code, object reason)
     cdef _close_now(self, object code, object reason)
+    cdef _closed(self, object frame, object code, object reason)
     cdef _disconnected(self, object code, object reason)
     cdef _wake(self)
     cdef _pop(self)
@@ -81,6 +97,7 @@ cdef class _WebSocket:
     cdef _write(self, bytes data)
     cdef _write_frame(self, bytes frame)
     cdef int _deliver(self, bytes frame) except -2
+    cdef _uncork(self)
     cdef _overflow(self, Py_ssize_t size)
     cdef bint _topic_message(self, object message, bint strict) except -1
     cdef _app_finished(self)
@@ -89,9 +106,6 @@ cdef class _WebSocket:
     cdef _response_body(self, object message)
     cdef _http_error(self, int status, bytes body)
     cdef _send_close(self, object code, object reason)
-    cdef _set_deadline(self)
-    cdef _ping_timeout(self)
-    cdef _cancel_ping(self)
     cdef _cancel_timers(self)
     cdef _log_close(self)
     cdef _log_access(self, int status)

@@ -18,25 +18,23 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import logging
-import os
 from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from fastws import http11
-from fastws.http.flow_control import FlowControl
-from fastws.http.protocol import BufferedOnly, ClientDisconnected, caused_by_disconnect
-from fastws.ws import deflate, handshake
+from fastws.transport import BufferedOnly, ClientDisconnected, FlowControl, caused_by_disconnect
+from fastws.ws import deflate, handshake, session
 from fastws.ws.frames import (
     FLAG_COMPRESSED,
     CloseCode,
     FrameReader,
     Opcode,
     _flag,
-    encode_close,
     encode_frame,
     encode_frame_header,
 )
+from fastws.ws.session import Session
 
 try:
     import cython  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -49,7 +47,7 @@ if not COMPILED and _flag("FASTWS_REQUIRE_EXTENSIONS") and not _flag("FASTWS_NO_
 
 if TYPE_CHECKING:
     from fastws.config import Config
-    from fastws.server import ServerState
+    from fastws.transport import ServerState
 
 logger = logging.getLogger("fastws.error")
 access_logger = logging.getLogger("fastws.access")
@@ -68,20 +66,26 @@ _EARLY_MAX = 65536  # bytes held for a connection not accepted yet before readin
 # sends on it directly: the 101 and a short session's one message and close never pay for it.
 _DIRECT_AFTER = 3
 
-# Connection states.
-CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED = range(5)
+# Connection states (fastws.ws.session's), as C values in the compiled build.
+CONNECTING = session.CONNECTING
+RESPONDING = session.RESPONDING
+OPEN = session.OPEN
+CLOSING = session.CLOSING
+CLOSED = session.CLOSED
 
 
-class _WebSocket:
-    """The connection's state and behaviour; WebSocketProtocol adds the asyncio protocol type.
+class _WebSocket(Session):
+    """The asyncio shell and ASGI adapter around the RFC 6455 session it extends: moves bytes
+    between the transport, the session's rules (fastws.ws.session) and the app's receive()
+    and send(); WebSocketProtocol adds the asyncio protocol type.
 
-    Compiled builds turn this class into a C struct with typed fields (``_protocol.pxd``),
-    so that the per-message path reads fields and calls methods without dictionary lookups.
+    Compiled builds turn this class into a C struct with typed fields (``protocol.pxd``), the
+    session's first, so that the per-message path reads fields and calls methods without
+    dictionary lookups, and a connection is one object.
     """
 
     # Slots, not a __dict__: an idle connection's memory is mostly this object and its scope.
     __slots__ = (
-        "config",
         "app",
         "loop",
         "server_state",
@@ -89,40 +93,33 @@ class _WebSocket:
         "flow",
         "offer",
         "agreement",
-        "deflate",
         "reader",
         "get_buffer",
         "max_queue",
         "queue",
         "waiter",
-        "state",
         "connect_sent",
         "disconnect",
-        "close_sent",
-        "deadline",
-        "ping_at",
-        "pong_by",
         "close_handle",
         "task",
         "stats",
         "opened_at",
-        "close_code",
         "msgs_in",
         "msgs_out",
         "bytes_in",
         "bytes_out",
         "scope",
         "_response_head",
-        "pending_fail",
         "fail_handle",
         "early",
-        "pong_pending",
         "fd",
         "writes_before_direct",
         "is_closing",
         "buffered",
         "wakeups",
         "topics",
+        "cork",
+        "corked",
         "max_write_buffer",
         "send_never_waits",
     )
@@ -140,7 +137,6 @@ class _WebSocket:
         loop: asyncio.AbstractEventLoop,
         flow: FlowControl | None = None,
     ) -> None:
-        self.config = config
         self.app: Any = config.loaded_app
         self.loop = loop
         self.server_state = server_state
@@ -152,7 +148,15 @@ class _WebSocket:
         if config.ws_per_message_deflate and offer.extensions:
             agreement = deflate.negotiate(offer.extensions)
         self.agreement = agreement
-        self.deflate = deflate.PerMessageDeflate(agreement) if agreement else None
+        Session.__init__(
+            self,
+            max_size=config.ws_max_size,
+            ping_interval=config.ws_ping_interval,
+            ping_timeout=config.ws_ping_timeout,
+            close_timeout=config.ws_close_timeout,
+            agreement=agreement,
+            deflate_min_size=config.ws_deflate_min_size,
+        )
         self.reader = FrameReader(
             max_size=config.ws_max_size,
             expect_mask=True,
@@ -166,34 +170,21 @@ class _WebSocket:
         self.max_queue = max(1, config.ws_max_queue)
         self.queue: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[dict[str, Any]] | None = None
-        self.state = CONNECTING
         self.connect_sent = False
         self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
-        self.close_sent = False
         self._response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        # A protocol error found after messages the app has not read yet: (code, reason), sent
-        # once the app has read them (and had the chance to answer), or after _FAIL_GRACE_S.
-        self.pending_fail: tuple[int, str] | None = None
+        # Armed while the session holds a pending_fail: fail after _FAIL_GRACE_S even if the
+        # app has not read the messages that came before the protocol error.
         self.fail_handle: asyncio.TimerHandle | None = None
         # Bytes that came with the upgrade request: frames are read only once the app has
         # accepted, so that nothing (a pong, a close) can go out before the 101.
         self.early = b""
-        # A ping answered while our writes are paused: only the latest needs a pong (§5.5.3).
-        self.pong_pending: bytes | None = None
-        # Keepalive, in loop time (0.0: not due). No timer per connection: the server's sweep
-        # (Server._expire_connections, twice a second) calls expire() once `deadline`, the
-        # earlier of the two, has passed. Saves a timer armed and cancelled per connection
-        # (new connections/s +6%).
-        self.deadline = 0.0
-        self.ping_at = 0.0  # when the next ping goes out
-        self.pong_by = 0.0  # when an unanswered ping fails the connection
         self.close_handle: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
-        # Session figures for the access log's close line; counted only when it is on, so the
-        # per-message cost is one flag test otherwise.
+        # Whether the access log is on; then also the session figures for its close line are
+        # counted, so the per-message cost is one flag test otherwise.
         self.stats = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self.opened_at = 0.0  # loop time of the accept; 0.0: never accepted
-        self.close_code: int | None = None  # the code of the first close frame we sent
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
         # The socket that _write() sends on directly while the transport holds nothing: -1
         # until _write() looks it up, after _DIRECT_AFTER writes through the transport
@@ -209,6 +200,11 @@ class _WebSocket:
         # bytes waiting to be written past which a publish (or, with --ws-send-overflow close,
         # a send()) closes the connection with 1013 instead of waiting or buffering more.
         self.topics: set[str] | None = None
+        # Published frames due to this connection in this loop pass, written together by the
+        # hub's flush() at the end of it (or before any other write of ours, to keep order):
+        # one send() for many publishes ("corking"). ``corked``: their bytes, for the budget.
+        self.cork: list[bytes] | None = None
+        self.corked = 0
         self.max_write_buffer = config.ws_max_write_buffer
         self.send_never_waits = config.ws_send_overflow == "close"
         self.scope: dict[str, Any] = {
@@ -260,6 +256,7 @@ class _WebSocket:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        self.cork = None
         if self.topics is not None:
             self.server_state.hub.drop(self)
         self._cancel_timers()
@@ -280,9 +277,9 @@ class _WebSocket:
     def resume_writing(self) -> None:
         self.flow.resume_writing()
         if self.pong_pending is not None:
-            pong, self.pong_pending = self.pong_pending, None
-            if not self.close_sent:
-                self._write(encode_frame(_PONG, pong))
+            pong = self.writable()
+            if pong is not None:
+                self._write(pong)
             if len(self.queue) < self.max_queue:
                 self.flow.resume_reading()
 
@@ -338,25 +335,28 @@ class _WebSocket:
                 continue
             opcode, payload = message
             if opcode == _PING:
-                if self.close_sent:
-                    pass
-                elif self.flow.write_paused:
-                    # The peer is not reading: keep one pong for when it does, and stop
-                    # reading its pings meanwhile, so a ping flood cannot grow our buffers.
-                    self.pong_pending = payload
+                pong = self.ping(payload, self.flow.write_paused)
+                if pong is not None:
+                    self._write(pong)
+                elif self.pong_pending is not None:
+                    # The peer is not reading: one pong is kept for when it does; stop reading
+                    # its pings meanwhile, so a ping flood cannot grow our buffers.
                     self.flow.pause_reading()
-                else:
-                    self._write(encode_frame(_PONG, payload))
             elif opcode == _PONG:
-                if self.pong_by:
-                    self.pong_by = 0.0
-                    self._set_deadline()
+                self.pong()
             elif opcode == _CLOSE:
                 code, reason = payload
                 self._close_now(code, reason)
             elif opcode & FLAG_COMPRESSED:
-                if not self._inflate(opcode & 0x0F, payload, closing):
+                data = self.inflate(opcode & 0x0F, payload)
+                if data is None:
+                    self._fail(self.fail_code, self.fail_reason)
                     break
+                if not closing:
+                    if type(data) is str:
+                        queue.append({"type": "websocket.receive", "text": data})
+                    else:
+                        queue.append({"type": "websocket.receive", "bytes": data})
         reader = self.reader
         if reader.close_code is not None and self.pending_fail is None:
             if queue and self.state == OPEN and not self.close_sent:
@@ -371,29 +371,6 @@ class _WebSocket:
             self.flow.pause_reading()
         self._wake()
 
-    def _inflate(self, opcode: int, payload: bytes, closing: bool) -> bool:
-        """Queue a compressed message, decompressed; False when the connection failed."""
-        assert self.deflate is not None  # the reader only flags compression when negotiated
-        try:
-            data = self.deflate.decompress(payload, self.config.ws_max_size)
-        except deflate.MessageTooBig:
-            self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            return False
-        except deflate.InvalidCompressedData:
-            self._fail(CloseCode.INVALID_DATA, "invalid compressed data")
-            return False
-        if opcode == _TEXT:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-                return False
-            if not closing:
-                self.queue.append({"type": "websocket.receive", "text": text})
-        elif not closing:
-            self.queue.append({"type": "websocket.receive", "bytes": data})
-        return True
-
     def _fail_pending(self) -> None:
         self.fail_handle = None
         if self.pending_fail is not None:
@@ -403,23 +380,23 @@ class _WebSocket:
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): close frame with ``code``, drop TCP."""
-        self.pending_fail = None
         if self.fail_handle is not None:
             self.fail_handle.cancel()
             self.fail_handle = None
         if self.disconnect is not None:
+            self.pending_fail = None
             return
         logger.debug("WebSocket protocol error %d: %s", code, reason)
-        if not self.close_sent:
-            self.close_code = code
-        self._close_now(code, reason)
+        self._closed(self.fail(code, reason), code, reason)
 
     def _close_now(self, code: int, reason: str) -> None:
-        """Send our close frame unless it went out already, drop TCP, tell the app."""
-        if not self.close_sent:
-            self.close_sent = True
-            self._write(encode_close(code, reason))
-        self.state = CLOSED
+        """The peer's close frame, or the end now: our close unless it went out already, drop
+        TCP, tell the app."""
+        self._closed(self.closed(code, reason), code, reason)
+
+    def _closed(self, frame: bytes | None, code: int, reason: str) -> None:
+        if frame is not None:
+            self._write(frame)
         self.transport.close()
         self._disconnected(code, reason)
 
@@ -549,6 +526,8 @@ class _WebSocket:
         goes through the VFS layer that send(2) skips. What the kernel does not take (a full
         socket buffer, an error) goes to the transport as usual, which buffers it or reports
         the error through connection_lost()."""
+        if self.cork is not None:
+            self._uncork()
         transport = self.transport
         sent = 0
         if self.fd < 0:
@@ -592,14 +571,14 @@ class _WebSocket:
                 # Over the transport's high-water mark the frame is still written at once and
                 # only then waited on, so that publishes this connection receives meanwhile
                 # cannot overtake it (docs/pubsub.md, "Ordering").
-                if self.deflate is not None and len(data) >= self.config.ws_deflate_min_size:
-                    if opcode == _TEXT:
-                        data = data.encode("utf-8")
-                    self._write_frame(encode_frame(opcode, self.deflate.compress(data), rsv1=True))
+                if self.compresses(len(data)):
+                    self._write_frame(self.compressed_frame(opcode, data))
                 elif len(data) >= _WRITEV_MIN and type(data) is not str:
                     # Large payload: header and payload as two buffers in one writev, so the
                     # payload is not copied into a frame first (bench: 1 MiB echo).
                     header = encode_frame_header(opcode, len(data))
+                    if self.cork is not None:
+                        self._uncork()
                     self.transport.writelines((header, data))
                     if self.stats:
                         self.msgs_out += 1
@@ -671,25 +650,38 @@ class _WebSocket:
         return False
 
     def _deliver(self, frame: bytes) -> int:
-        """Write a published ``frame``: 1 when written, 0 when skipped (our close frame went
-        out: no data after it, RFC 6455 §5.5.1), -1 when it would take the bytes waiting to
-        be written past ``max_write_buffer``: then the connection is closing with 1013 and
-        the frame is dropped. The same write path as send() (_write), so the two keep order."""
+        """Take a published ``frame`` into the cork: 2 when it is the first of this pass (the
+        hub then flushes this connection at the end of the pass), 1 when it joined others, 0
+        when skipped (our close frame went out: no data after it, RFC 6455 §5.5.1), -1 when
+        it would take the bytes waiting to be written past ``max_write_buffer``: then the
+        connection is closing with 1013 and the frame is dropped."""
         if self.state != OPEN:
             return 0
-        waiting = self.buffered()
-        if waiting:
-            waiting += len(frame)
-            if waiting > self.max_write_buffer:
-                self._overflow(waiting)
-                return -1
-            self.transport.write(frame)
-            if self.stats:
-                self.msgs_out += 1
-                self.bytes_out += len(frame)
-        else:
-            self._write_frame(frame)
+        waiting = self.buffered() + self.corked + len(frame)
+        if waiting > self.max_write_buffer:
+            self._uncork()  # what this pass took already goes out before the close frame
+            self._overflow(waiting)
+            return -1
+        self.corked += len(frame)
+        cork = self.cork
+        if cork is None:
+            self.cork = [frame]
+            return 2
+        cork.append(frame)
         return 1
+
+    def _uncork(self) -> None:
+        """Write the corked frames, in one send() where the socket takes them."""
+        cork = self.cork
+        if cork is None:
+            return
+        self.cork = None
+        self.corked = 0
+        data = cork[0] if len(cork) == 1 else b"".join(cork)
+        if self.stats:
+            self.msgs_out += len(cork)
+            self.bytes_out += len(data)
+        self._write(data)
 
     def _overflow(self, size: int) -> None:
         """A publish or send would hold ``size`` bytes for a peer that does not read fast
@@ -728,13 +720,9 @@ class _WebSocket:
                     extra,
                 )
             )
-            self.state = OPEN
             self.opened_at = self.loop.time()
+            self.opened(self.opened_at)
             self._log_access(101)
-            interval = self.config.ws_ping_interval
-            if interval:
-                self.ping_at = self.opened_at + interval
-                self._set_deadline()
             self.flow.resume_reading()
             if self.early:
                 early, self.early = self.early, b""
@@ -790,13 +778,11 @@ class _WebSocket:
     def _send_close(self, code: int, reason: str) -> None:
         if self.close_sent or self.transport.is_closing():
             return
-        self.close_sent = True
-        self.close_code = code
-        self.state = CLOSING
-        self._cancel_ping()
-        self._write(encode_close(code, reason))
-        # Wait (bounded) for the peer's close frame, then drop the connection (RFC 6455 §7.1.1).
-        self.close_handle = self.loop.call_later(self.config.ws_close_timeout, self._close_timeout)
+        frame = self.close(code, reason)
+        if frame is not None:
+            self._write(frame)
+            # Wait (bounded) for the peer's close frame, then drop the connection (§7.1.1).
+            self.close_handle = self.loop.call_later(self.close_timeout, self._close_timeout)
 
     def _close_timeout(self) -> None:
         self.close_handle = None
@@ -809,43 +795,24 @@ class _WebSocket:
 
     # -- keepalive --------------------------------------------------------------------------
 
-    def _set_deadline(self) -> None:
-        ping_at, pong_by = self.ping_at, self.pong_by
-        self.deadline = min(ping_at, pong_by) if ping_at and pong_by else ping_at or pong_by
-
     def expire(self) -> None:
         """The server's sweep found the deadline passed: send a ping, or fail the connection
         whose last ping went unanswered for ws_ping_timeout."""
-        now = self.loop.time()
-        if self.state != OPEN or self.transport.is_closing():
-            self._cancel_ping()
+        if self.transport.is_closing():
+            self.cancel_keepalive()
             return
-        if self.pong_by and now >= self.pong_by:
-            self._ping_timeout()
-            return
-        interval = self.config.ws_ping_interval
-        if self.ping_at and interval and now >= self.ping_at:
-            self._write(encode_frame(_PING, os.urandom(4)))
-            self.ping_at = now + interval
-            timeout = self.config.ws_ping_timeout
-            if timeout and not self.pong_by:
-                self.pong_by = now + timeout
-        self._set_deadline()
-
-    def _ping_timeout(self) -> None:
-        self._cancel_ping()
-        logger.info("WebSocket keepalive ping timeout; closing with 1011.")
-        self._send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        # The peer is not answering: do not wait for its close frame.
-        self.transport.close()
-        self._disconnected(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        self._wake()
-
-    def _cancel_ping(self) -> None:
-        self.deadline = self.ping_at = self.pong_by = 0.0
+        frame = self.keepalive(self.loop.time())
+        if self.state == CLOSED:
+            # Unanswered: the session failed with 1011, and the peer is not answering, so
+            # there is no close frame to wait for.
+            logger.info("WebSocket keepalive ping timeout; closing with 1011.")
+            self._closed(frame, CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self._wake()
+        elif frame is not None:
+            self._write(frame)
 
     def _cancel_timers(self) -> None:
-        self._cancel_ping()
+        self.cancel_keepalive()
         if self.fail_handle is not None:
             self.fail_handle.cancel()
             self.fail_handle = None
@@ -877,7 +844,7 @@ class _WebSocket:
 
     def _log_access(self, status: int) -> None:
         # Same argument shape as the HTTP access line, so one formatter serves both.
-        if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
+        if self.stats:
             client = self.scope["client"]
             query = self.scope["query_string"]
             access_logger.info(

@@ -15,9 +15,14 @@ cdef class Hub:
     cdef public object loop
     cdef public long long published
     cdef public long long delivered
+    cdef public list corked
+    cdef object run_flush
 
     cdef _remove(self, object ws, object topic)
-    @cython.locals(ws=_WebSocket, n=Py_ssize_t, done=int, over=list, shared=dict)
+    @cython.locals(ws=_WebSocket)
+    cpdef flush(self)
+    @cython.locals(ws=_WebSocket, n=Py_ssize_t, done=int, over=list, shared=dict, corked=list,
+                   first=bint)
     cdef Py_ssize_t _fan_out(self, dict subscribers, bytes frame, int opcode, object data,
                              object sender) except -1
 

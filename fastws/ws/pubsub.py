@@ -15,6 +15,7 @@ The event loop's thread only: fastws.pubsub hops threads for apps that publish f
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastws.ws.frames import Opcode, _flag, encode_frame
@@ -41,7 +42,7 @@ class Hub:
     connections subscribed (insertion order, O(1) removal); each connection keeps the set of
     its own topics (``ws.topics``), so that a closed connection leaves all of them at once."""
 
-    __slots__ = ("topics", "bridge", "loop", "published", "delivered")
+    __slots__ = ("topics", "bridge", "loop", "published", "delivered", "corked", "run_flush")
 
     def __init__(self) -> None:
         self.topics: dict[str, dict[Any, None]] = {}
@@ -51,6 +52,10 @@ class Hub:
         self.loop: Any = None  # the loop it runs on, set by the server at startup
         self.published = 0  # publishes (local and from the bridge)
         self.delivered = 0  # frames handed to subscribers
+        # Connections holding corked frames, flushed once at the end of the loop pass in which
+        # the first was corked: what is due to one socket in a pass goes out in one send().
+        self.corked: list[Any] = []
+        self.run_flush = self.flush  # bound once
 
     def subscribe(self, ws: Any, topic: str) -> bool:
         """Add ``ws`` to ``topic``. Returns False when it was subscribed already."""
@@ -140,6 +145,8 @@ class Hub:
         # remove from `subscribers` (a connection over budget only closes; it leaves the
         # topics below, after the loop).
         n = 0
+        corked = self.corked
+        first = not corked
         over = None
         shared = None  # compressed frames for subscribers without context takeover, by window
         for ws in subscribers:
@@ -153,6 +160,8 @@ class Hub:
                 done = ws._deliver(_deflated(ws, opcode, data, frame, shared))
             if done > 0:
                 n += 1
+                if done == 2:
+                    corked.append(ws)
             elif done < 0:
                 if over is None:
                     over = []
@@ -161,7 +170,19 @@ class Hub:
             for ws in over:
                 self.drop(ws)
         self.delivered += n
+        if first and corked:
+            loop = self.loop
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            loop.call_soon(self.run_flush)
         return n
+
+    def flush(self) -> None:
+        """Write every connection's corked frames (end of the loop pass that corked them)."""
+        corked = self.corked
+        self.corked = []
+        for ws in corked:
+            ws._uncork()
 
 
 def _deflated(ws: Any, opcode: int, data: Any, frame: bytes, shared: dict[int, bytes]) -> bytes:
@@ -172,7 +193,7 @@ def _deflated(ws: Any, opcode: int, data: Any, frame: bytes, shared: dict[int, b
     connection's compressor carries its own history: compressed per subscriber (a Python call
     and a zlib pass each; docs/pubsub.md).
     """
-    if len(data) < ws.config.ws_deflate_min_size:
+    if not ws.compresses(len(data)):
         return frame
     payload = data.encode("utf-8") if type(data) is str else data
     if ws.agreement.server_no_context_takeover:

@@ -619,7 +619,8 @@ class _HttpWorld:
 
     def __init__(self) -> None:
         from fastws.config import Config
-        from fastws.server import ServerState
+        from fastws.transport import ServerState
+        from fastws.ws.protocol import Wakeups
 
         self.loop = asyncio.new_event_loop()
         self.events: list[Any] = []
@@ -662,7 +663,7 @@ class _HttpWorld:
                 **options,  # type: ignore[arg-type]
             )
             config.load()
-            state = ServerState()
+            state = ServerState(Wakeups())
             state.default_headers[:] = [(b"server", b"fastws")]
             self.configs.append((config, state))
 
@@ -1269,7 +1270,8 @@ class _HeadersWorld:
 
     def __init__(self) -> None:
         from fastws.config import Config
-        from fastws.server import ServerState
+        from fastws.transport import ServerState
+        from fastws.ws.protocol import Wakeups
 
         self.loop = asyncio.new_event_loop()
         self.headers: list[Any] = []
@@ -1279,7 +1281,7 @@ class _HeadersWorld:
             self.app, log_level="critical", access_log=False, lifespan="off", ws_ping_interval=None
         )
         self.config.load()
-        self.state = ServerState()
+        self.state = ServerState(Wakeups())
         self.state.default_headers[:] = [(b"server", b"fastws")]
 
     async def app(self, scope: Any, receive: Any, send: Any) -> None:

@@ -372,7 +372,7 @@ async def _read_some(conn: RawConnection, n: int, timeout_s: float) -> bytes:
 async def test_reader_that_never_reads_is_held_at_the_high_water_mark(running_server):
     """The app sends 64 KiB messages to a client that reads nothing: send() must wait once
     the transport is over its high-water mark, so the server holds about one mark's worth
-    (plus the message being written) for that connection, while others are served normally."""
+    (plus the messages being written) for that connection, while others are served normally."""
     sent = Recorder()
     finished = Recorder()
     message = bytes(64 * 1024)
@@ -406,7 +406,9 @@ async def test_reader_that_never_reads_is_held_at_the_high_water_mark(running_se
         assert count * len(message) < 32 * MIB, f"{count} messages went out unread"
         buffered = await _write_buffer_sizes(srv)
         print(f"\nunread client: send() stuck after {count} messages, buffered {buffered}")
-        assert buffered and max(buffered) <= 64 * 1024 + len(message) + 1024, buffered
+        # One message may cross the mark, and one more is written before send() waits (so
+        # that publishes this connection receives meanwhile cannot overtake it, docs/pubsub.md).
+        assert buffered and max(buffered) <= 64 * 1024 + 2 * len(message) + 1024, buffered
         # Another connection is unaffected.
         conn = await ws_connect_raw(srv.port, "/echo")
         try:

@@ -1,7 +1,7 @@
 """Both protocols are asyncio BufferedProtocols whose data_received() refuses loudly.
 
 uvloop looks data_received up on every protocol it is given; having one spares it an
-AttributeError per connection (fastws.http.protocol.BufferedOnly). No transport may call it:
+AttributeError per connection (fastws.transport.BufferedOnly). No transport may call it:
 bytes must arrive through get_buffer()/buffer_updated(), which the rest of the suite drives.
 """
 

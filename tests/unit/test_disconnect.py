@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastws.http.protocol import ClientDisconnected, caused_by_disconnect
+from fastws.transport import ClientDisconnected, caused_by_disconnect
 
 
 class FrameworkDisconnect(Exception):

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from fastws.config import Config
-from fastws.http.protocol import ClientDisconnected
-from fastws.server import ServerState
+from fastws.transport import ClientDisconnected, ServerState
 from fastws.ws.handshake import Offer, validate_request
 
 pytestmark = pytest.mark.timeout(30)
@@ -198,8 +197,7 @@ class Conn:
             **settings,
         )
         config.load()
-        state = ServerState()
-        state.wakeups = protocol.Wakeups()  # this build's
+        state = ServerState(protocol.Wakeups())  # this build's
         request_headers = [
             (b"host", b"example.com"),
             (b"upgrade", b"websocket"),
@@ -954,3 +952,81 @@ class TestShutdown:
         conn.send({"type": "websocket.close"})
         conn.ws.shutdown()
         assert conn.frames() == [(OP_CLOSE, close_payload(1000))]
+
+
+# -- pub/sub corking (fastws.ws.pubsub) --------------------------------------------------------
+
+
+def hub_for(protocol: ModuleType) -> Any:
+    """A Hub of the same build as ``protocol`` (the compiled hub types its subscribers as the
+    compiled connection)."""
+    if protocol.COMPILED:
+        from fastws.ws.pubsub import Hub
+
+        return Hub()
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    source = Path(protocol.__file__).with_name("pubsub.py")
+    spec = importlib.util.spec_from_file_location("fastws.ws._pubsub_source", source)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    saved = os.environ.pop("FASTWS_REQUIRE_EXTENSIONS", None)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is not None:
+            os.environ["FASTWS_REQUIRE_EXTENSIONS"] = saved
+    return module.Hub()
+
+
+class TestCorking:
+    def subscribed(
+        self, protocol: ModuleType, connect: Callable[..., Conn], n: int
+    ) -> tuple[Any, list[Conn]]:
+        conns = [connect() for _ in range(n)]
+        hub = hub_for(protocol)
+        for conn in conns:
+            conn.ws.server_state.hub = hub
+            hub.subscribe(conn.ws, "room")
+            conn.transport.writes.clear()
+        return hub, conns
+
+    def test_what_one_pass_publishes_goes_out_in_one_write(self, protocol, connect):
+        hub, conns = self.subscribed(protocol, connect, 3)
+        loop = conns[0].loop
+
+        def publish_three() -> None:
+            for i in range(3):
+                assert hub.publish("room", f"m{i}") == 3
+
+        loop.call_soon(publish_three)
+        conns[0].run()
+        for conn in conns:
+            assert len(conn.transport.writes) == 1, conn.transport.writes
+            assert conn.frames() == [(0x1, b"m0"), (0x1, b"m1"), (0x1, b"m2")]
+
+    def test_a_send_after_publishes_in_the_same_pass_comes_after_them(self, protocol, connect):
+        hub, conns = self.subscribed(protocol, connect, 1)
+        conn = conns[0]
+
+        async def publish_then_send() -> None:
+            hub.publish("room", "published")
+            await conn.ws.send({"type": "websocket.send", "text": "sent"})
+
+        conn.loop.run_until_complete(publish_then_send())
+        conn.run()
+        assert conn.frames() == [(0x1, b"published"), (0x1, b"sent")]
+
+    def test_a_close_frame_comes_after_the_corked_frames(self, protocol, connect):
+        hub, conns = self.subscribed(protocol, connect, 1)
+        conn = conns[0]
+
+        async def publish_then_close() -> None:
+            hub.publish("room", "last words")
+            await conn.ws.send({"type": "websocket.close", "code": 1000})
+
+        conn.loop.run_until_complete(publish_then_close())
+        conn.run()
+        assert [op for op, _ in conn.frames()] == [0x1, 0x8]

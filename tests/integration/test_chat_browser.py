@@ -3,6 +3,8 @@
 Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``;
 ``.ci/run`` installs them). Without them these tests fail, unless FASTWS_SKIP_BROWSER=1 is set,
 which turns the failure into a skip. FASTWS_TEST_SERVER=uvicorn runs the server under uvicorn.
+The last test shows one room on two fastws servers sharing a real Redis (``--pubsub``); it needs
+``redis-server`` as test_chat_redis.py does, and is skipped under uvicorn (no ``--pubsub``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from integration.chat_server import HOST, ChatServer, free_port
+from integration.chat_server import HOST, ChatServer, free_port, server_name
 
 UI_TIMEOUT_S = 20.0
 # The page's reconnect delay is capped at 10 s; add a cold server start and a loaded machine.
@@ -236,3 +238,56 @@ def test_page_reconnects_after_server_restart(chat_server: ChatServer, tmp_path:
             "a message after the reconnect",
             lambda d: any("back again" in m for m in messages(d)),
         )
+
+
+def test_one_room_on_two_servers_and_a_crashed_one_is_forgotten(tmp_path: Path) -> None:
+    """Two fastws servers on one Redis (two machines in miniature): a page on each, one room.
+    SIGKILL one server: the other page drops its member once that server's presence share is
+    not refreshed within its ttl (7 s), with no leave notice (nobody could send one)."""
+    if server_name() != "fastws":
+        pytest.skip("--pubsub is fastws's; under uvicorn the chat is one process")
+    from integration.test_chat_redis import RedisServer, require_redis
+
+    redis = RedisServer(require_redis(), free_port(), tmp_path / "redis.log")
+    servers = [
+        ChatServer(free_port(), tmp_path / f"server{i}.log", pubsub=redis.url) for i in (1, 2)
+    ]
+    try:
+        redis.start()
+        for server in servers:
+            server.start()
+        with chromium_driver(tmp_path) as driver:
+            alice = open_chat(driver, servers[0], "bridge", "alice")
+            driver.switch_to.new_window("window")
+            bob = open_chat(driver, servers[1], "bridge", "bob")
+            for handle in (alice, bob):
+                driver.switch_to.window(handle)
+                # The other server's member arrives with its next refresh (every 2 s).
+                wait_for(driver, "both online", lambda d: online(d) == ["alice", "bob"])
+            assert any("(server " in m for m in messages(driver))
+
+            from selenium.webdriver.common.keys import Keys
+
+            driver.switch_to.window(bob)
+            by_id(driver, "text").send_keys("hello across", Keys.ENTER)
+            driver.switch_to.window(alice)
+            wait_for(
+                driver,
+                "bob's message on alice's page, through Redis",
+                lambda d: any("hello across" in m and "bob" in m for m in messages(d)),
+            )
+            by_id(driver, "text").send_keys("hi bob", Keys.ENTER)
+            driver.switch_to.window(bob)
+            wait_for(driver, "alice's reply", lambda d: any("hi bob" in m for m in messages(d)))
+
+            servers[1].stop(signal.SIGKILL)
+            driver.switch_to.window(alice)
+            wait_for(driver, "bob forgotten after the ttl", lambda d: online(d) == ["alice"], 20.0)
+            assert "bob left" not in messages(driver)
+            # Only bob's page, retrying its dead server, has anything to complain about.
+            dead = f"{servers[1].ws_url}/ws"
+            assert [e for e in console_errors(driver) if dead not in e] == []
+    finally:
+        for server in servers:
+            server.stop()
+        redis.stop()

@@ -202,7 +202,8 @@ class _WebSocket(Session):
         self.topics: set[str] | None = None
         # Published frames due to this connection in this loop pass, written together by the
         # hub's flush() at the end of it (or before any other write of ours, to keep order):
-        # one send() for many publishes ("corking"). ``corked``: their bytes, for the budget.
+        # one send() for many publishes ("corking"). ``corked``: the bytes waiting to be
+        # written, the transport's and the cork's, for the budget.
         self.cork: list[bytes] | None = None
         self.corked = 0
         self.max_write_buffer = config.ws_max_write_buffer
@@ -657,13 +658,14 @@ class _WebSocket(Session):
         connection is closing with 1013 and the frame is dropped."""
         if self.state != OPEN:
             return 0
-        waiting = self.buffered() + self.corked + len(frame)
+        cork = self.cork
+        # The transport's buffer cannot change until the cork is written: ask it once a pass.
+        waiting = (self.corked if cork is not None else self.buffered()) + len(frame)
         if waiting > self.max_write_buffer:
             self._uncork()  # what this pass took already goes out before the close frame
             self._overflow(waiting)
             return -1
-        self.corked += len(frame)
-        cork = self.cork
+        self.corked = waiting
         if cork is None:
             self.cork = [frame]
             return 2

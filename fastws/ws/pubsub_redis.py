@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import random
+import urllib.parse
 from collections import deque
 from typing import Any
 
@@ -39,6 +40,18 @@ _ORIGIN_BYTES = 8
 MAX_QUEUED = 100_000  # publishes waiting for Redis before the oldest are dropped (counted)
 _BACKOFF_MIN_S = 0.1
 _BACKOFF_MAX_S = 5.0
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password (and user name) replaced by ``***``, for log lines."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = "***@" + host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class RedisBridge:
@@ -54,6 +67,7 @@ class RedisBridge:
             ) from exc
         self.hub = hub
         self.url = url
+        self.shown_url = redacted(url)  # for the log: never the password
         self.origin = os.urandom(_ORIGIN_BYTES)
         # A channel of its own keeps the subscribed connection subscribed (and listen()
         # running) while no topic has local subscribers.
@@ -120,7 +134,7 @@ class RedisBridge:
                     logger.warning(
                         "pub/sub: Redis at %s unreachable (%s); local delivery goes on, "
                         "reconnecting",
-                        self.url,
+                        self.shown_url,
                         exc or type(exc).__name__,
                     )
                     self.down_since = loop.time()
@@ -148,12 +162,12 @@ class RedisBridge:
                     "pub/sub: Redis at %s reachable again after %.1f s: %d publish(es) from "
                     "this process were not forwarded, and what other processes published "
                     "meanwhile is lost (Redis pub/sub is at-most-once)",
-                    self.url,
+                    self.shown_url,
                     loop.time() - self.down_since,
                     self.missed,
                 )
             else:
-                logger.info("pub/sub: connected to Redis at %s", self.url)
+                logger.info("pub/sub: connected to Redis at %s", self.shown_url)
             self.down_since = None
             self.missed = 0
             reader = loop.create_task(self._read(pubsub))

@@ -233,6 +233,13 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     type=_choice(WSSendOverflowType),
 )
 @_option(
+    "--metrics/--no-metrics",
+    "Serve Prometheus metrics (docs/metrics.md; extra 'metrics') on --metrics-address and "
+    "--metrics-port, a listener of its own; with --workers, one scrape covers every worker.",
+)
+@_option("--metrics-address", "Address the --metrics listener binds to.", type=str)
+@_option("--metrics-port", "Port of the --metrics listener.", type=int)
+@_option(
     "--pubsub",
     "redis://host:port/db: share pub/sub topics across workers and servers through Redis "
     "(extra 'redis').",

@@ -317,6 +317,8 @@ _CHECKS: dict[str, _Check] = {
     "ws_max_write_buffer": _int_check(1),
     "ws_send_overflow": _choice_check(WSSendOverflowType),
     "pubsub": _check_pubsub,
+    "metrics_address": _check_str,
+    "metrics_port": _int_check(0, maximum=65535),
     "lifespan": _choice_check(LifespanType),
     "env_file": _check_existing_file,
     "log_config": _check_log_config,
@@ -458,6 +460,11 @@ class Config:
             without waiting, closing with 1013 past ``ws_max_write_buffer``, as a publish does.
         pubsub: ``redis://host:port/db``: share pub/sub topics with the other workers and
             servers using that Redis (fastws.ws.pubsub_redis); None: this process alone.
+        metrics: serve Prometheus metrics (docs/metrics.md; needs prometheus-client, the
+            ``metrics`` extra) on ``metrics_address``:``metrics_port``, an HTTP listener of its
+            own; with ``workers``, the supervisor serves every worker's in one scrape.
+        metrics_address: the address the metrics listener binds to.
+        metrics_port: the port of the metrics listener (0: one the OS picks).
         lifespan: run the ASGI lifespan protocol: auto (if the app supports it), on, off.
         env_file: dotenv file loaded into ``os.environ`` (existing variables win).
         log_config: ``dictConfig`` dict, path of a .json/.yaml/.ini file, or None to
@@ -547,6 +554,9 @@ class Config:
         ws_max_write_buffer: int = 1024 * 1024,
         ws_send_overflow: WSSendOverflowType = "wait",
         pubsub: str | None = None,
+        metrics: bool = False,
+        metrics_address: str = "127.0.0.1",
+        metrics_port: int = 9090,
         lifespan: LifespanType = "auto",
         env_file: str | os.PathLike[str] | None = None,
         log_config: dict[str, Any] | str | os.PathLike[str] | None = LOGGING_CONFIG,
@@ -624,6 +634,9 @@ class Config:
         self.ws_max_write_buffer = ws_max_write_buffer
         self.ws_send_overflow: WSSendOverflowType = ws_send_overflow
         self.pubsub = pubsub
+        self.metrics = metrics
+        self.metrics_address = metrics_address
+        self.metrics_port = metrics_port
         self.lifespan: LifespanType = lifespan
         self.env_file = env_file
         self.log_config = log_config

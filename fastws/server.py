@@ -25,6 +25,7 @@ from collections.abc import Generator, Sequence
 from email.utils import formatdate
 from functools import partial
 from types import FrameType
+from typing import Any
 
 from fastws import malloc
 from fastws.accept import BurstAccepts
@@ -32,7 +33,7 @@ from fastws.config import Config
 from fastws.http.protocol import HttpProtocol
 from fastws.lifespan import make_lifespan
 from fastws.loops import loop_name, new_event_loop
-from fastws.transport import ServerState
+from fastws.transport import ServerState, Stats
 from fastws.ws.protocol import Wakeups
 from fastws.ws.pubsub import HUBS, Hub
 
@@ -45,7 +46,11 @@ ACCEPT_GRACE_S = 0.05  # shutdown: between the last accept and closing idle conn
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.server_state = ServerState(Wakeups(), Hub())
+        self.server_state = ServerState(Wakeups(), Hub(), Stats() if config.metrics else None)
+        # --metrics (fastws.metrics): this process's listener, or (a --workers worker) what
+        # pushes its figures to the supervisor's on the tick.
+        self.metrics_exporter: Any = None
+        self.metrics_pusher: Any = None
         self.started = False
         self.should_exit = False
         self.force_exit = False
@@ -111,6 +116,8 @@ class Server:
             return
         config = self.config
         loop = asyncio.get_running_loop()
+        if config.metrics:
+            await self._start_metrics()
         self._update_default_headers()
         # Positional: the loop calls this once per accepted connection.
         factory = partial(HttpProtocol, config, self.server_state, self.lifespan.state, loop)
@@ -159,6 +166,22 @@ class Server:
         self._log_started(loop)
         self.started = True
 
+    async def _start_metrics(self) -> None:
+        from fastws import metrics
+
+        if os.environ.get(metrics.PUSH_ENV) == "1":  # a --workers worker: the supervisor serves
+            self.metrics_pusher = metrics.Pusher(self.server_state)
+            return
+        exporter = metrics.Exporter(self.server_state)
+        try:
+            host, port = await exporter.start(self.config.metrics_address, self.config.metrics_port)
+        except OSError as exc:
+            logger.error("--metrics: %s", exc)
+            await self.lifespan.shutdown()
+            sys.exit(1)
+        self.metrics_exporter = exporter
+        logger.info("Metrics on http://%s:%d/metrics", host, port)
+
     def _log_started(self, loop: asyncio.AbstractEventLoop) -> None:
         from fastws.ws.frames import IMPLEMENTATION
 
@@ -194,6 +217,8 @@ class Server:
             self._update_default_headers()
         if counter % 5 == 0:
             self._expire_connections()
+            if self.metrics_pusher is not None:
+                self.metrics_pusher.push()
         if self.should_exit:
             return True
         limit = self.max_requests
@@ -254,6 +279,11 @@ class Server:
         if hub.bridge is not None:
             bridge, hub.bridge = hub.bridge, None
             await bridge.close()
+        if self.metrics_pusher is not None:
+            self.metrics_pusher.push()  # what the drain counted
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.close()
+            self.metrics_exporter = None
 
     async def _wait_tasks_to_complete(self) -> None:
         state = self.server_state

@@ -232,6 +232,10 @@ class _Worker:
 
     def close(self) -> None:
         self.process.close()
+        if os.environ.get("FASTWS_METRICS_PUSH") == "1":  # fastws.metrics.PUSH_ENV
+            from fastws.metrics import MultiprocessExporter
+
+            MultiprocessExporter.worker_gone(self.pid)
 
 
 class Supervisor:
@@ -265,7 +269,15 @@ class Supervisor:
         pid = os.getpid()
         logger.info("Started parent process [%d]", pid)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED_SIGNALS}
+        exporter = None
         try:
+            if self.config.metrics:
+                # --metrics: the workers push into a directory, this process serves it.
+                from fastws.metrics import MultiprocessExporter
+
+                exporter = MultiprocessExporter()
+                host, port = exporter.start(self.config.metrics_address, self.config.metrics_port)
+                logger.info("Metrics of every worker on http://%s:%d/metrics", host, port)
             for sock in self.sockets:
                 # Listen here, not only in the workers: connections queue in the backlog
                 # while no worker is serving yet, or between a worker's exit and its
@@ -283,6 +295,8 @@ class Supervisor:
                 time.sleep(TICK_S)
             self._stop_all()
         finally:
+            if exporter is not None:
+                exporter.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         logger.info("Stopping parent process [%d]", pid)

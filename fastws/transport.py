@@ -3,13 +3,15 @@
 Owns ServerState (what every connection of one server's event loop shares), FlowControl (one
 connection's reading and writing pauses), BufferedOnly (the asyncio protocol base both
 protocols use), ClientDisconnected and how to recognise an exception it caused, and the
-interface the server's sweep calls on every connection (Connection). Imports nothing from
-fastws: the protocols and the server import it.
+interface the server's sweep calls on every connection (Connection), and Stats (the
+per-process totals --metrics reports, fastws.metrics). Imports nothing from fastws: the
+protocols and the server import it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from typing import Any, Protocol
 
 SCRATCH_BYTES = 256 * 1024  # the loop's shared read buffer (see fastws/_speedups.pyi, scratch)
@@ -33,7 +35,7 @@ class ServerState:
     module depends on no protocol.
     """
 
-    def __init__(self, wakeups: Any, hub: Any = None) -> None:
+    def __init__(self, wakeups: Any, hub: Any = None, stats: Stats | None = None) -> None:
         self.total_requests = 0
         self.connections: set[Any] = set()  # Connection objects
         self.tasks: set[asyncio.Task[None]] = set()
@@ -44,6 +46,80 @@ class ServerState:
         self.scratch_view = memoryview(self.scratch)
         self.wakeups = wakeups
         self.hub = hub
+        # --metrics: what the connections of this loop fold into at their end (None: off).
+        self.stats = stats
+
+
+# Seconds: a keepalive ping's round trip, and an HTTP request from its head to its response.
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DURATION_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class Histogram:
+    """Counts of observations per bucket (``bounds``: the upper bounds, +Inf implied) and
+    their sum: the few lines a histogram needs, for code that observes once per request or
+    per pong; fastws.metrics reports it as a Prometheus histogram."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+class Stats:
+    """One process's totals for --metrics (docs/metrics.md), counted where something ends or
+    is refused, never per message: a WebSocket's own message and byte counters (C fields of
+    the connection) are added here when it closes, and fastws.metrics adds those of the
+    connections still open when it reads these."""
+
+    __slots__ = (
+        "ws_opened",
+        "ws_closed",
+        "refused",
+        "msgs_in",
+        "msgs_out",
+        "bytes_in",
+        "bytes_out",
+        "overflows",
+        "http_status",
+        "http_duration",
+        "ping_rtt",
+    )
+
+    def __init__(self) -> None:
+        self.ws_opened = 0
+        self.ws_closed: dict[tuple[int, str], int] = {}  # (code, side that closed) -> count
+        self.refused: dict[str, int] = {}  # reason -> upgrades refused
+        # Of the WebSockets closed so far.
+        self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
+        self.overflows = 0  # closed with 1013 for going past --ws-max-write-buffer
+        self.http_status = [0] * 6  # responses by status // 100 (1..5 used)
+        self.http_duration = Histogram(DURATION_BUCKETS)
+        self.ping_rtt = Histogram(RTT_BUCKETS)
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def ws_close(self, code: int, side: str, ws: Any) -> None:
+        """A WebSocket that was open has gone: count its close and fold its counters in."""
+        key = (code, side)
+        self.ws_closed[key] = self.ws_closed.get(key, 0) + 1
+        self.msgs_in += ws.msgs_in
+        self.msgs_out += ws.msgs_out
+        self.bytes_in += ws.bytes_in
+        self.bytes_out += ws.bytes_out
+
+    def http_response(self, status: int, seconds: float) -> None:
+        self.http_status[min(max(status // 100, 0), 5)] += 1
+        self.http_duration.observe(seconds)
 
 
 class ClientDisconnected(OSError):

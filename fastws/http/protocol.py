@@ -382,6 +382,9 @@ class HttpProtocol(BufferedOnly):
             offer = origins.check_origin(self.headers, allowed_origins) or offer
         if isinstance(offer, handshake.Rejection):
             logger.info("WebSocket upgrade refused: %s", offer.reason)
+            stats = self.server_state.stats
+            if stats is not None:
+                stats.refuse(_refusal_reason(offer, allowed_origins is not None))
             self._respond_and_close(
                 handshake.rejection_response(offer, self.server_state.default_headers)
             )
@@ -391,6 +394,8 @@ class HttpProtocol(BufferedOnly):
             or len(self.tasks) >= self.limit_concurrency
         ):
             logger.warning("Exceeded concurrency limit.")
+            if self.server_state.stats is not None:
+                self.server_state.stats.refuse("limit")
             self._refuse(503, "Service Unavailable")
             return
         self.connections.discard(self)
@@ -459,6 +464,18 @@ class _Refusal(Exception):
         self.reason = reason
 
 
+def _refusal_reason(rejection: handshake.Rejection, origins_checked: bool) -> str:
+    """--metrics: why an upgrade was refused, as fastws_websocket_handshakes_refused_total's
+    ``reason`` label (docs/metrics.md)."""
+    if rejection.status == 426:
+        return "version"
+    if rejection.status == 403 and origins_checked:
+        return "origin"
+    if "Key" in rejection.reason:
+        return "key"
+    return "bad_request"
+
+
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
@@ -511,6 +528,9 @@ class RequestResponseCycle:
         self.expected_content_length = 0
         self.status = 0
         self.no_body = False
+        # --metrics: when the request's head was complete (loop time), for its duration.
+        self.stats = protocol.server_state.stats
+        self.started_at = protocol.loop.time() if self.stats is not None else 0.0
 
     async def run_asgi(self, app: Callable[..., Any]) -> None:
         try:
@@ -548,6 +568,8 @@ class RequestResponseCycle:
         )
         self.transport.close()
         self.response_started = self.response_complete = True
+        if self.stats is not None:
+            self.stats.http_response(500, self.protocol.loop.time() - self.started_at)
 
     async def send(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
@@ -623,6 +645,8 @@ class RequestResponseCycle:
             raise RuntimeError("Response content shorter than Content-Length")
         self.response_complete = True
         self.message_event.set()
+        if self.stats is not None:
+            self.stats.http_response(self.status, self.protocol.loop.time() - self.started_at)
         if self.protocol.access_log:
             access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',

@@ -107,6 +107,7 @@ cdef class _WebSocket(Session):
     cdef _http_error(self, int status, bytes body)
     cdef _send_close(self, object code, object reason)
     cdef _cancel_timers(self)
+    cdef tuple _close_side(self)
     cdef _log_close(self)
     cdef _log_access(self, int status)
 

@@ -181,8 +181,9 @@ class _WebSocket(Session):
         self.early = b""
         self.close_handle: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
-        # Whether the access log is on; then also the session figures for its close line are
-        # counted, so the per-message cost is one flag test otherwise.
+        # Whether the access log is on (a line at the accept and at the close). The session's
+        # message and byte counters below are always counted (C integers in the compiled
+        # build), for that close line and for --metrics (fastws.metrics reads them).
         self.stats = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self.opened_at = 0.0  # loop time of the accept; 0.0: never accepted
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
@@ -266,8 +267,13 @@ class _WebSocket(Session):
             self._disconnected(CloseCode.ABNORMAL, "")
         self.flow.resume_writing()
         self._wake()
-        if self.stats and self.opened_at:
-            self._log_close()
+        if self.opened_at:
+            stats = self.server_state.stats
+            if stats is not None:
+                code, side = self._close_side()
+                stats.ws_close(code, side, self)
+            if self.stats:
+                self._log_close()
 
     def eof_received(self) -> bool | None:
         return None
@@ -293,12 +299,11 @@ class _WebSocket(Session):
             return
         reader = self.reader
         events = reader.buffer_updated(nbytes)
-        if self.stats:
-            self.bytes_in += nbytes
-            self.msgs_in += sum(1 for m in events if type(m) is dict or (m[0] & 0x0F) < 8)
+        self.bytes_in += nbytes
         if reader.data_only and not self.close_sent:
             # Fast path: only ready websocket.receive events (bench/micro/protocol.py).
             if events:
+                self.msgs_in += len(events)
                 waiter = self.waiter
                 if waiter is not None and len(events) == 1:
                     # The app waits in receive() (so nothing is queued): hand it the message
@@ -331,6 +336,7 @@ class _WebSocket(Session):
         closing = self.close_sent  # after our close, data is no longer delivered (§5.5.1)
         for message in messages:
             if type(message) is dict:  # a websocket.receive event
+                self.msgs_in += 1
                 if not closing:
                     queue.append(message)
                 continue
@@ -344,11 +350,14 @@ class _WebSocket(Session):
                     # its pings meanwhile, so a ping flood cannot grow our buffers.
                     self.flow.pause_reading()
             elif opcode == _PONG:
-                self.pong()
+                rtt = self.pong(self.loop.time())
+                if rtt >= 0.0 and self.server_state.stats is not None:
+                    self.server_state.stats.ping_rtt.observe(rtt)
             elif opcode == _CLOSE:
                 code, reason = payload
                 self._close_now(code, reason)
             elif opcode & FLAG_COMPRESSED:
+                self.msgs_in += 1
                 data = self.inflate(opcode & 0x0F, payload)
                 if data is None:
                     self._fail(self.fail_code, self.fail_reason)
@@ -453,6 +462,8 @@ class _WebSocket(Session):
             self._app_finished()
         elif exc is not None:
             logger.error("Exception in ASGI application\n", exc_info=exc)
+            if self.state == CONNECTING and self.server_state.stats is not None:
+                self.server_state.stats.refuse("app_error")
             if self.state in (CONNECTING, RESPONDING):
                 self._http_error(500, b"Internal Server Error")
             else:
@@ -463,6 +474,8 @@ class _WebSocket(Session):
                 logger.error("ASGI callable should return None, but returned '%s'.", result)
             if self.state == CONNECTING:
                 logger.error("ASGI callable returned without sending handshake.")
+                if self.server_state.stats is not None:
+                    self.server_state.stats.refuse("app_error")
                 self._http_error(500, b"Internal Server Error")
             else:
                 self._app_finished()
@@ -546,9 +559,8 @@ class _WebSocket(Session):
 
     def _write_frame(self, frame: bytes) -> None:
         self._write(frame)
-        if self.stats:
-            self.msgs_out += 1
-            self.bytes_out += len(frame)
+        self.msgs_out += 1
+        self.bytes_out += len(frame)
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self.state == OPEN:
@@ -581,9 +593,8 @@ class _WebSocket(Session):
                     if self.cork is not None:
                         self._uncork()
                     self.transport.writelines((header, data))
-                    if self.stats:
-                        self.msgs_out += 1
-                        self.bytes_out += len(header) + len(data)
+                    self.msgs_out += 1
+                    self.bytes_out += len(header) + len(data)
                 else:
                     self._write_frame(encode_frame(opcode, data))
                 if paused:
@@ -680,9 +691,8 @@ class _WebSocket(Session):
         self.cork = None
         self.corked = 0
         data = cork[0] if len(cork) == 1 else b"".join(cork)
-        if self.stats:
-            self.msgs_out += len(cork)
-            self.bytes_out += len(data)
+        self.msgs_out += len(cork)
+        self.bytes_out += len(data)
         self._write(data)
 
     def _overflow(self, size: int) -> None:
@@ -697,6 +707,8 @@ class _WebSocket(Session):
             size,
             self.max_write_buffer,
         )
+        if self.server_state.stats is not None and not self.close_sent:
+            self.server_state.stats.overflows += 1
         self._send_close(CloseCode.TRY_AGAIN_LATER, "slow reader: write buffer full")
 
     def _handshake_message(self, message: dict[str, Any]) -> None:
@@ -724,22 +736,27 @@ class _WebSocket(Session):
             )
             self.opened_at = self.loop.time()
             self.opened(self.opened_at)
+            if self.server_state.stats is not None:
+                self.server_state.stats.ws_opened += 1
             self._log_access(101)
             self.flow.resume_reading()
             if self.early:
                 early, self.early = self.early, b""
-                if self.stats:
-                    self.bytes_in += len(early)
+                self.bytes_in += len(early)
                 self._dispatch(self.reader.feed(early))
         elif message_type == "websocket.close":
             # Close before accept: HTTP 403 (ASGI websocket spec).
             self._log_access(403)
+            if self.server_state.stats is not None:
+                self.server_state.stats.refuse("app")
             self._http_error(403, b"Forbidden")
         elif message_type == "websocket.http.response.start":
             status = message["status"]
             http11.check_status(status)
             self.state = RESPONDING
             self._log_access(status)
+            if self.server_state.stats is not None:
+                self.server_state.stats.refuse("app")
             headers = message.get("headers")
             self._response_head = (status, http11.check_headers(headers) if headers else [])
         else:
@@ -822,15 +839,19 @@ class _WebSocket(Session):
             self.close_handle.cancel()
             self.close_handle = None
 
+    def _close_side(self) -> tuple[int, str]:
+        """The code that describes the ended session, and which side closed first: ours when
+        we initiated ("server": the app's close, a protocol error, a budget, shutdown), else
+        what the client sent ("client"), else 1006: no close frame at all ("abnormal")."""
+        if self.close_code is not None:
+            return int(self.close_code), "server"
+        code = self.disconnect["code"] if self.disconnect else CloseCode.ABNORMAL
+        return int(code), "abnormal" if code == CloseCode.ABNORMAL else "client"
+
     def _log_close(self) -> None:
         client = self.scope["client"]
-        # Who closed first decides which code describes the session: ours when we initiated
-        # (the app's close, a protocol error, shutdown), else what the client sent or 1006.
-        initiated = self.close_code is not None
-        if self.close_code is not None:
-            code = self.close_code
-        else:
-            code = self.disconnect["code"] if self.disconnect else CloseCode.ABNORMAL
+        code, side = self._close_side()
+        initiated = side == "server"
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d %s',
             f"{client[0]}:{client[1]}" if client else "-",

@@ -21,10 +21,11 @@ cdef class Session:
     cdef public double deadline
     cdef public double ping_at
     cdef public double pong_by
+    cdef public double ping_sent
 
     cpdef opened(self, double now)
     cpdef ping(self, bytes payload, bint write_paused)
-    cpdef pong(self)
+    cpdef double pong(self, double now=*)
     cpdef writable(self)
     cpdef close(self, int code, str reason)
     cpdef closed(self, int code, str reason)

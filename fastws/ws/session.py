@@ -54,6 +54,7 @@ class Session:
         "deadline",
         "ping_at",
         "pong_by",
+        "ping_sent",
     )
 
     def __init__(
@@ -88,6 +89,7 @@ class Session:
         self.deadline = 0.0
         self.ping_at = 0.0  # when the next ping goes out
         self.pong_by = 0.0  # when an unanswered ping fails the connection
+        self.ping_sent = 0.0  # when the keepalive ping awaiting its pong went out; 0.0: none
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -111,11 +113,18 @@ class Session:
             return None
         return encode_frame(_PONG, payload)
 
-    def pong(self) -> None:
-        """The peer's pong: the keepalive ping was answered."""
+    def pong(self, now: float = 0.0) -> float:
+        """The peer's pong at ``now``: the keepalive ping was answered. Returns the ping's
+        round-trip time, or -1.0 when no keepalive ping was waiting for it (an unsolicited
+        pong, RFC 6455 §5.5.3) or ``now`` is not given."""
+        rtt = -1.0
+        if self.ping_sent and now:
+            rtt = now - self.ping_sent
+        self.ping_sent = 0.0
         if self.pong_by:
             self.pong_by = 0.0
             self._set_deadline()
+        return rtt
 
     def writable(self) -> bytes | None:
         """Our writes may go on: the held pong to write, if there is one and no close went out."""
@@ -211,13 +220,15 @@ class Session:
         if self.ping_at and self.ping_interval and now >= self.ping_at:
             frame = encode_frame(_PING, os.urandom(4))
             self.ping_at = now + self.ping_interval
+            if not self.ping_sent:  # the round trip is timed from the oldest unanswered ping
+                self.ping_sent = now
             if self.ping_timeout and not self.pong_by:
                 self.pong_by = now + self.ping_timeout
         self._set_deadline()
         return frame
 
     def cancel_keepalive(self) -> None:
-        self.deadline = self.ping_at = self.pong_by = 0.0
+        self.deadline = self.ping_at = self.pong_by = self.ping_sent = 0.0
 
     def _set_deadline(self) -> None:
         ping_at, pong_by = self.ping_at, self.pong_by

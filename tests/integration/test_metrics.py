@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from .conftest import HOST, IS_UVICORN, find_free_port
+from .conftest import HOST, IS_UVICORN, find_free_port, run_cli
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -399,3 +399,13 @@ def _without_warmup(samples: dict[Any, float]) -> dict[Any, float]:
         ) or (name == "fastws_http_request_duration_seconds_bucket" and dict(labels)["le"] == "+Inf"):
             out[key] -= extra
     return out
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(["--metrics-port", "70000"], "--metrics-port"), (["--metrics-port", "x"], "--metrics-port")],
+)
+def test_cli_usage_errors_name_the_flag(args, flag):
+    result = run_cli("tests.integration.apps:echo_websocket", "--metrics", *args)
+    assert result.returncode == 2, result.stderr
+    assert flag in result.stderr

@@ -117,8 +117,19 @@ class TestControlFrames:
     def test_unsolicited_pong_changes_nothing(self, session):
         s = new(session, ping_interval=5.0, ping_timeout=2.0)
         s.opened(100.0)
-        s.pong()
+        assert s.pong(101.0) == -1.0  # no keepalive ping waits for it: no round trip
         assert (s.deadline, s.ping_at, s.pong_by) == (105.0, 105.0, 0.0)
+
+    def test_pong_gives_the_keepalive_round_trip(self, session):
+        s = new(session, ping_interval=5.0, ping_timeout=2.0)
+        s.opened(100.0)
+        assert frame_of(s.keepalive(105.0))[0] == 0x9
+        assert s.pong(105.25) == pytest.approx(0.25)
+        assert s.pong(105.5) == -1.0  # answered already
+        # Timed from the oldest unanswered ping when a second goes out before the pong.
+        s.keepalive(110.0)
+        s.keepalive(111.0)  # not due yet: no ping, the first one still times the trip
+        assert s.pong(110.5) == pytest.approx(0.5)
 
 
 # --------------------------------------------------------------------------------------------

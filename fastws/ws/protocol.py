@@ -58,6 +58,7 @@ _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
 _Future = asyncio.Future
+_NO_SETTINGS: dict[str, Any] = {}  # the value of each extension in a websocket scope
 
 _WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 18-22 -> 15 us)
 _FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
@@ -168,7 +169,9 @@ class _WebSocket(Session):
         # the reader's own (compiled) method, saving a Python call per read.
         self.get_buffer: Any = self.reader.get_buffer
         self.max_queue = max(1, config.ws_max_queue)
-        self.queue: deque[dict[str, Any]] = deque()
+        # Events waiting for the app; made on first use (an empty deque is 760 bytes, and an
+        # idle connection whose app waits in receive() never needs one).
+        self.queue: deque[dict[str, Any]] | None = None
         self.waiter: asyncio.Future[dict[str, Any]] | None = None
         self.connect_sent = False
         self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
@@ -223,12 +226,13 @@ class _WebSocket(Session):
             "headers": scope["headers"],
             "subprotocols": offer.subprotocols,
             "state": scope["state"],
+            # Topics (docs/pubsub.md), with socketify's message names. The extensions' values
+            # carry no settings: one empty dict serves every scope (256 bytes less each).
             "extensions": {
-                "websocket.http.response": {},
-                # Topics (docs/pubsub.md), with socketify's message names.
-                "websocket.subscribe": {},
-                "websocket.unsubscribe": {},
-                "websocket.publish": {},
+                "websocket.http.response": _NO_SETTINGS,
+                "websocket.subscribe": _NO_SETTINGS,
+                "websocket.unsubscribe": _NO_SETTINGS,
+                "websocket.publish": _NO_SETTINGS,
             },
         }
 
@@ -287,7 +291,7 @@ class _WebSocket(Session):
             pong = self.writable()
             if pong is not None:
                 self._write(pong)
-            if len(self.queue) < self.max_queue:
+            if self.queue is None or len(self.queue) < self.max_queue:
                 self.flow.resume_reading()
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -314,6 +318,8 @@ class _WebSocket(Session):
                         self.wakeups.wake(waiter, events[0], self.loop)
                         return
                 queue = self.queue
+                if queue is None:
+                    queue = self.queue = deque()
                 queue.extend(events)
                 if len(queue) >= self.max_queue:
                     self.flow.pause_reading()
@@ -333,6 +339,8 @@ class _WebSocket(Session):
     def _dispatch(self, messages: list[Any]) -> None:
         """Everything but the fast path: control frames, compressed messages, errors."""
         queue = self.queue
+        if queue is None:
+            queue = self.queue = deque()
         closing = self.close_sent  # after our close, data is no longer delivered (§5.5.1)
         for message in messages:
             if type(message) is dict:  # a websocket.receive event
@@ -413,6 +421,8 @@ class _WebSocket(Session):
     def _disconnected(self, code: int, reason: str) -> None:
         if self.disconnect is None:
             self.disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
+            if self.queue is None:
+                self.queue = deque()
             self.queue.append(self.disconnect)
 
     def _wake(self) -> None:
@@ -734,6 +744,7 @@ class _WebSocket(Session):
                     extra,
                 )
             )
+            self.offer = None  # the handshake is done (the scope keeps the subprotocols)
             self.opened_at = self.loop.time()
             self.opened(self.opened_at)
             if self.server_state.stats is not None:

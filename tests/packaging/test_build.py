@@ -82,6 +82,8 @@ def test_sdist_then_wheel_then_install(tmp_path: Path) -> None:
         "fastws/_speedups.pxd",
         "fastws/_mask.h",
         "fastws/ws/protocol.pxd",
+        "fastws/ws/session.pxd",
+        "fastws/ws/pubsub.pxd",
         "fastws/py.typed",
         "setup.py",
         "pyproject.toml",

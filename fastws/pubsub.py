@@ -26,16 +26,20 @@ def _scope(conn: Any) -> dict[str, Any]:
 
 
 def hub(conn: Any = None) -> Any:
-    """The pub/sub hub of the fastws server on the running event loop, or, outside any loop
-    (a thread), of the process's one server. Its ``publish(topic, data)`` must be called on
-    that loop; ``publish_threadsafe()`` works from any thread. ``conn`` is accepted for
-    symmetry with the other helpers and not used.
+    """The pub/sub hub of the fastws server that serves ``conn`` (a Request, a WebSocket or a
+    scope: its ``fastws.pubsub`` extension), else of the server on the running event loop,
+    else (a thread, no ``conn``) of the process's one server. Its ``publish(topic, data)``
+    must be called on that server's loop; ``publish_threadsafe()`` works from any thread.
 
     Raises:
         RuntimeError: no fastws server runs here (or several do, and none on this thread).
     """
     from fastws.ws.pubsub import HUBS
 
+    if conn is not None:
+        extension = _scope(conn).get("extensions", {}).get("fastws.pubsub")
+        if extension is not None:
+            return extension["hub"]
     try:
         found = HUBS.get(asyncio.get_running_loop())
     except RuntimeError:
@@ -43,11 +47,15 @@ def hub(conn: Any = None) -> Any:
     if found is None and len(HUBS) == 1:
         found = next(iter(HUBS.values()))
     if found is None:
-        raise RuntimeError("no fastws server with pub/sub runs on this loop (is the app served by fastws?)")
+        raise RuntimeError(
+            "no fastws server with pub/sub runs on this loop (is the app served by fastws?)"
+        )
     return found
 
 
-async def publish(conn: Any, topic: str, data: str | bytes, *, exclude_sender: bool = False) -> None:
+async def publish(
+    conn: Any, topic: str, data: str | bytes, *, exclude_sender: bool = False
+) -> None:
     """Send ``data`` (str: a text message, bytes: binary) to every subscriber of ``topic``, in
     this process and, with ``--pubsub redis://...``, in every other one. Never waits on a slow
     subscriber (docs/pubsub.md, "Slow subscribers").

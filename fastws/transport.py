@@ -46,6 +46,9 @@ class ServerState:
         self.scratch_view = memoryview(self.scratch)
         self.wakeups = wakeups
         self.hub = hub
+        # The "fastws.pubsub" scope extension of every connection of this server: how
+        # fastws.pubsub's helpers find this hub from a request or a WebSocket.
+        self.pubsub_extension: dict[str, Any] | None = None if hub is None else {"hub": hub}
         # --metrics: what the connections of this loop fold into at their end (None: off).
         self.stats = stats
 

@@ -55,6 +55,7 @@ class HttpProtocol(BufferedOnly):
         "timeout_handshake",
         "timeout_keep_alive",
         "asgi_version",
+        "extensions",
         "access_log",
         "trace",
         "parser",
@@ -107,6 +108,10 @@ class HttpProtocol(BufferedOnly):
         self.timeout_handshake = config.timeout_handshake
         self.timeout_keep_alive = config.timeout_keep_alive
         self.asgi_version = config.asgi_version
+        pubsub = server_state.pubsub_extension
+        self.extensions: dict[str, Any] = {"http.response.pathsend": _NO_SETTINGS}
+        if pubsub is not None:
+            self.extensions["fastws.pubsub"] = pubsub
         self.access_log = config.access_log and access_logger.hasHandlers()
         # Checked once per connection, never per request (--log-level trace).
         self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
@@ -233,7 +238,7 @@ class HttpProtocol(BufferedOnly):
             "root_path": self.root_path,
             "headers": self.headers,
             "state": self.app_state.copy(),
-            "extensions": {"http.response.pathsend": {}},
+            "extensions": self.extensions.copy(),
         }
 
     def on_url(self, url: bytes) -> None:
@@ -831,6 +836,7 @@ class RequestResponseCycle:
         return message
 
 
+_NO_SETTINGS: dict[str, Any] = {}  # the value of an extension that has no settings
 _FILE_CHUNK = 256 * 1024  # bytes read per write where a file cannot go by sendfile()
 
 

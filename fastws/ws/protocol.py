@@ -235,6 +235,8 @@ class _WebSocket(Session):
                 "websocket.publish": _NO_SETTINGS,
             },
         }
+        if server_state.pubsub_extension is not None:  # fastws.pubsub finds the hub here
+            self.scope["extensions"]["fastws.pubsub"] = server_state.pubsub_extension
 
     # -- lifecycle ----------------------------------------------------------------------------
 

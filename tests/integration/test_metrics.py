@@ -375,8 +375,10 @@ async def test_cli_scrape(server_process, tmp_path, workers):
     accepted_by = await run_load(proc.port, metrics_port)
     samples = scrape_until(metrics_port, "fastws_websocket_closed_total", N_CLIENTS)
     if workers > 1:
-        # The WebSockets went to both workers, so the exact totals below are their sum.
-        assert accepted_by == pids
+        # Both workers answered the warm-up requests, so the HTTP figures below are a sum over
+        # workers; the kernel deals the WebSockets, usually to both (then their exact totals
+        # are a sum too), but on a busy machine one worker may accept them all.
+        assert accepted_by and accepted_by <= pids
         assert value(samples, "fastws_http_requests_total", status_class="2xx") >= 5 + warmup
         samples = _without_warmup(samples)
     check_totals(samples)

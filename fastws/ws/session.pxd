@@ -34,6 +34,6 @@ cdef class Session:
     cdef _failed(self, int code, str reason)
     cpdef bint compresses(self, Py_ssize_t size) except -1
     cpdef bytes compressed_frame(self, int opcode, object data)
-    cpdef keepalive(self, double now)
+    cpdef keepalive(self, double now, double clock=*)
     cpdef cancel_keepalive(self)
     cdef _set_deadline(self)

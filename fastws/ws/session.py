@@ -204,8 +204,10 @@ class Session:
 
     # -- keepalive -------------------------------------------------------------------------
 
-    def keepalive(self, now: float) -> bytes | None:
+    def keepalive(self, now: float, clock: float = 0.0) -> bytes | None:
         """The clock says ``now`` and ``deadline`` has passed: the ping to write, or None.
+        ``clock``: the finer clock pong() gets, from which the ping's round trip is timed
+        (``now`` when not given).
         A ping unanswered for ``ping_timeout`` fails the session instead: the 1011 close frame
         is returned and the session is CLOSED at once (the peer is not answering, so there
         is no reply to wait for)."""
@@ -221,7 +223,7 @@ class Session:
             frame = encode_frame(_PING, os.urandom(4))
             self.ping_at = now + self.ping_interval
             if not self.ping_sent:  # the round trip is timed from the oldest unanswered ping
-                self.ping_sent = now
+                self.ping_sent = clock or now
             if self.ping_timeout and not self.pong_by:
                 self.pong_by = now + self.ping_timeout
         self._set_deadline()

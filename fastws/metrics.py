@@ -155,7 +155,7 @@ def read(states: Iterable[ServerState]) -> Values:
         for i, n in enumerate(stats.http_status):
             classes[i] += n
         for mine, theirs in ((durations, stats.http_duration), (rtts, stats.ping_rtt)):
-            mine.counts = [a + b for a, b in zip(mine.counts, theirs.counts)]
+            mine.counts = [a + b for a, b in zip(mine.counts, theirs.counts, strict=True)]
             mine.total += theirs.total
         hub = state.hub
         if hub is not None:
@@ -207,7 +207,7 @@ class Collector:
 def _cumulative(hist: Histogram) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     running = 0
-    for bound, n in zip((*hist.bounds, float("inf")), hist.counts):
+    for bound, n in zip((*hist.bounds, float("inf")), hist.counts, strict=True):
         running += n
         out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
     return out
@@ -316,7 +316,7 @@ class Pusher:
                 # Histogram: add each bucket's new observations and the sum's growth (the
                 # child's per-bucket values are what its observe() would have added to).
                 before = last or (0.0, [0] * len(value.counts))
-                for i, (now, then) in enumerate(zip(value.counts, before[1])):
+                for i, (now, then) in enumerate(zip(value.counts, before[1], strict=True)):
                     if now != then:
                         child._buckets[i].inc(now - then)
                 if value.total != before[0]:

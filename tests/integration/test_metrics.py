@@ -28,7 +28,7 @@ pytestmark = [
 
 ORIGIN = "https://ok.example"
 
-APP_SOURCE = '''
+APP_SOURCE = """
 import os
 
 
@@ -74,7 +74,7 @@ async def app(scope, receive, send):
         else:
             out["bytes"] = message["bytes"]
         await send(out)
-'''
+"""
 
 
 def _module(tmp_path: Path) -> str:
@@ -104,7 +104,9 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def scrape_until(port: int, name: str, want: float, timeout_s: float = 10.0, **labels: str):
+def scrape_until(
+    port: int, name: str, want: float, timeout_s: float = 10.0, settle_s: float = 0.0, **labels: str
+):
     """Scrape until ``name`` (summed over the other labels when none are given) is ``want``:
     closes are counted when the server has seen them, a moment after the client did."""
     deadline = time.monotonic() + timeout_s
@@ -115,6 +117,11 @@ def scrape_until(port: int, name: str, want: float, timeout_s: float = 10.0, **l
         else:
             got = sum(v for (n, _), v in samples.items() if n == name)
         if got == want:
+            if settle_s:
+                # --workers: each worker pushes its figures on its own tick; let every worker
+                # push once more, then read what they all pushed.
+                time.sleep(settle_s)
+                return scrape(port)
             return samples
         if time.monotonic() > deadline:
             raise AssertionError(f"{name}{labels} is {got}, want {want}")
@@ -204,9 +211,13 @@ async def http_load(port: int) -> None:
     async with httpx.AsyncClient() as client:
         for path in HTTP_PATHS:
             response = await client.get(f"http://{HOST}:{port}{path}")
-            want = 500 if path == "/raise" else int(path.rsplit("/", 1)[-1] or 200) if (
-                path.startswith("/status/")
-            ) else 200
+            want = (
+                500
+                if path == "/raise"
+                else int(path.rsplit("/", 1)[-1] or 200)
+                if (path.startswith("/status/"))
+                else 200
+            )
             assert response.status_code == want
 
 
@@ -373,7 +384,12 @@ async def test_cli_scrape(server_process, tmp_path, workers):
                 pids.add(response.text)
         warmup = len(pids)  # not part of the load's figures below
     accepted_by = await run_load(proc.port, metrics_port)
-    samples = scrape_until(metrics_port, "fastws_websocket_closed_total", N_CLIENTS)
+    samples = scrape_until(
+        metrics_port,
+        "fastws_websocket_closed_total",
+        N_CLIENTS,
+        settle_s=1.5 if workers > 1 else 0.0,
+    )
     if workers > 1:
         # Both workers answered the warm-up requests, so the HTTP figures below are a sum over
         # workers; the kernel deals the WebSockets, usually to both (then their exact totals
@@ -396,9 +412,9 @@ def _without_warmup(samples: dict[Any, float]) -> dict[Any, float]:
         name, labels = key
         if name == "fastws_http_requests_total" and dict(labels) == {"status_class": "2xx"}:
             out[key] -= extra
-        elif name in (
-            "fastws_http_request_duration_seconds_count",
-        ) or (name == "fastws_http_request_duration_seconds_bucket" and dict(labels)["le"] == "+Inf"):
+        elif name in ("fastws_http_request_duration_seconds_count",) or (
+            name == "fastws_http_request_duration_seconds_bucket" and dict(labels)["le"] == "+Inf"
+        ):
             out[key] -= extra
     return out
 

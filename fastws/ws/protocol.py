@@ -173,9 +173,7 @@ class _WebSocket(Session):
         # the reader's own (compiled) method, saving a Python call per read.
         self.get_buffer: Any = self.reader.get_buffer
         self.max_queue = max(1, config.ws_max_queue)
-        # Events waiting for the app; made on first use (an empty deque is 760 bytes, and an
-        # idle connection whose app waits in receive() never needs one).
-        self.queue: deque[dict[str, Any]] | None = None
+        self.queue: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[dict[str, Any]] | None = None
         self.connect_sent = False
         self.disconnect: dict[str, Any] | None = None  # set once; returned by every later receive()
@@ -297,7 +295,7 @@ class _WebSocket(Session):
             pong = self.writable()
             if pong is not None:
                 self._write(pong)
-            if self.queue is None or len(self.queue) < self.max_queue:
+            if len(self.queue) < self.max_queue:
                 self.flow.resume_reading()
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -324,8 +322,6 @@ class _WebSocket(Session):
                         self.wakeups.wake(waiter, events[0], self.loop)
                         return
                 queue = self.queue
-                if queue is None:
-                    queue = self.queue = deque()
                 queue.extend(events)
                 if len(queue) >= self.max_queue:
                     self.flow.pause_reading()
@@ -345,8 +341,6 @@ class _WebSocket(Session):
     def _dispatch(self, messages: list[Any]) -> None:
         """Everything but the fast path: control frames, compressed messages, errors."""
         queue = self.queue
-        if queue is None:
-            queue = self.queue = deque()
         closing = self.close_sent  # after our close, data is no longer delivered (§5.5.1)
         for message in messages:
             if type(message) is dict:  # a websocket.receive event
@@ -427,8 +421,6 @@ class _WebSocket(Session):
     def _disconnected(self, code: int, reason: str) -> None:
         if self.disconnect is None:
             self.disconnect = {"type": "websocket.disconnect", "code": int(code), "reason": reason}
-            if self.queue is None:
-                self.queue = deque()
             self.queue.append(self.disconnect)
 
     def _wake(self) -> None:

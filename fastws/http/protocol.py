@@ -709,7 +709,7 @@ class RequestResponseCycle:
         while offset < size:
             chunk = os.pread(file.fileno(), min(size - offset, _FILE_CHUNK), offset)
             if not chunk:
-                raise RuntimeError("http.response.pathsend: the file shrank while being sent.")
+                raise RuntimeError(_SHRANK)
             offset += len(chunk)
             await self._wait_writable()
             if self.chunked_encoding:
@@ -741,18 +741,15 @@ class RequestResponseCycle:
                     except OSError:
                         # The client went away: the transport finds out and reports it.
                         out_fd = -1
-                    if sent == 0 and out_fd >= 0 and offset < size and not _file_has(in_fd, offset):
-                        raise RuntimeError(
-                            "http.response.pathsend: the file shrank while being sent."
-                        )
                 if sent:
                     offset += sent
                     continue
-                # The socket is full (or the transport holds bytes): one chunk through the
-                # transport, whose buffer then pauses us until the socket has drained.
+                # The socket is full (or the transport holds bytes, or sendfile() met the
+                # file's end early): one chunk through the transport, whose buffer then pauses
+                # us until the socket has drained.
                 chunk = os.pread(in_fd, min(size - offset, _FILE_CHUNK), offset)
                 if not chunk:
-                    raise RuntimeError("http.response.pathsend: the file shrank while being sent.")
+                    raise RuntimeError(_SHRANK)
                 offset += len(chunk)
                 transport.write(chunk)
         finally:
@@ -842,8 +839,7 @@ _NO_SETTINGS: dict[str, Any] = {}  # the value of an extension that has no setti
 _FILE_CHUNK = 256 * 1024  # bytes read per write where a file cannot go by sendfile()
 
 
-def _file_has(fd: int, offset: int) -> bool:
-    return os.fstat(fd).st_size > offset
+_SHRANK = "http.response.pathsend: the file shrank while being sent."
 
 
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))

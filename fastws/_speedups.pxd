@@ -15,6 +15,7 @@ cdef class FrameReader:
     cdef public object close_code
     cdef public str close_reason
     cdef readonly bint data_only     # the last call returned only ASGI receive events
+    cdef public long long texts      # text messages returned so far (compressed ones not: the caller inflates)
 
     cdef bint _asgi
 

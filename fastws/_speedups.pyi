@@ -51,6 +51,7 @@ class FrameReader:
     close_reason: str
     max_size: int
     data_only: bool  # read-only: the last call returned only ASGI receive events (asgi=True)
+    texts: int  # text messages returned so far; compressed ones are not (the caller inflates)
 
     def __init__(
         self,

@@ -576,6 +576,8 @@ cdef class FrameReader:
     cdef int _emit(self, int op, object payload, list out) except -1:
         """Append one message: an ASGI receive event in asgi mode for a plain data message,
         else an (opcode, payload) tuple (and the call no longer returns data only)."""
+        if op == _OP_TEXT:
+            self.texts += 1
         if self._asgi and op == _OP_TEXT:
             out.append({"type": "websocket.receive", "text": payload})
         elif self._asgi and op == _OP_BINARY:

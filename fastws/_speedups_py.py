@@ -175,6 +175,7 @@ class FrameReader:
         "max_size",
         "close_code",
         "data_only",
+        "texts",
         "_asgi",
         "close_reason",
         "_expect_mask",
@@ -212,6 +213,7 @@ class FrameReader:
         self.max_size = max_size
         self._asgi = asgi
         self.data_only = True
+        self.texts = 0
         self.close_code: int | None = None
         self.close_reason = ""
         self._expect_mask = expect_mask
@@ -434,6 +436,8 @@ class FrameReader:
         """Append one message: an ASGI receive event in asgi mode for a plain data message,
         else the (opcode, payload) tuple (and the call no longer returns data only)."""
         op = message[0]
+        if op == OP_TEXT:
+            self.texts += 1
         if self._asgi and op == OP_TEXT:
             out.append({"type": "websocket.receive", "text": message[1]})
         elif self._asgi and op == OP_BINARY:

@@ -57,8 +57,18 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         "WebSocket upgrades answered with an HTTP error instead of a 101, by reason.",
         ("reason",),
     ),
-    ("fastws_websocket_messages_received", "counter", "WebSocket data messages received.", ()),
-    ("fastws_websocket_messages_sent", "counter", "WebSocket data messages sent.", ()),
+    (
+        "fastws_websocket_messages_received",
+        "counter",
+        "WebSocket data messages received, by type (text or binary).",
+        ("type",),
+    ),
+    (
+        "fastws_websocket_messages_sent",
+        "counter",
+        "WebSocket data messages sent (pub/sub deliveries included), by type.",
+        ("type",),
+    ),
     (
         "fastws_websocket_received_bytes",
         "counter",
@@ -118,7 +128,7 @@ def read(states: Iterable[ServerState]) -> Values:
     """Every metric's values now: the totals of the loops' Stats plus what their live
     connections and hubs hold. Call it on the loop that owns ``states`` (or with it still)."""
     http = websockets = buffered = 0
-    msgs_in = msgs_out = bytes_in = bytes_out = 0
+    msgs_in = msgs_out = bytes_in = bytes_out = texts_in = texts_out = 0
     opened = overflows = published = delivered = 0
     closed: dict[tuple[str, ...], int] = {}
     refused: dict[tuple[str, ...], int] = {}
@@ -137,6 +147,8 @@ def read(states: Iterable[ServerState]) -> Values:
                         buffered += conn.transport.get_write_buffer_size()
                 msgs_in += conn.msgs_in
                 msgs_out += conn.msgs_out
+                texts_in += conn.texts_in
+                texts_out += conn.texts_out
                 bytes_in += conn.bytes_in
                 bytes_out += conn.bytes_out
             else:
@@ -145,6 +157,8 @@ def read(states: Iterable[ServerState]) -> Values:
         overflows += stats.overflows
         msgs_in += stats.msgs_in
         msgs_out += stats.msgs_out
+        texts_in += stats.texts_in
+        texts_out += stats.texts_out
         bytes_in += stats.bytes_in
         bytes_out += stats.bytes_out
         for (code, side), n in stats.ws_closed.items():
@@ -166,8 +180,11 @@ def read(states: Iterable[ServerState]) -> Values:
         "fastws_websocket_opened": {(): opened},
         "fastws_websocket_closed": closed,
         "fastws_websocket_handshakes_refused": refused,
-        "fastws_websocket_messages_received": {(): msgs_in},
-        "fastws_websocket_messages_sent": {(): msgs_out},
+        "fastws_websocket_messages_received": {
+            ("text",): texts_in,
+            ("binary",): msgs_in - texts_in,
+        },
+        "fastws_websocket_messages_sent": {("text",): texts_out, ("binary",): msgs_out - texts_out},
         "fastws_websocket_received_bytes": {(): bytes_in},
         "fastws_websocket_sent_bytes": {(): bytes_out},
         "fastws_websocket_ping_rtt_seconds": {(): rtts},

@@ -89,6 +89,8 @@ class Stats:
         "refused",
         "msgs_in",
         "msgs_out",
+        "texts_in",
+        "texts_out",
         "bytes_in",
         "bytes_out",
         "overflows",
@@ -103,6 +105,7 @@ class Stats:
         self.refused: dict[str, int] = {}  # reason -> upgrades refused
         # Of the WebSockets closed so far.
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
+        self.texts_in = self.texts_out = 0  # of those messages, the text ones
         self.overflows = 0  # closed with 1013 for going past --ws-max-write-buffer
         self.http_status = [0] * 6  # responses by status // 100 (1..5 used)
         self.http_duration = Histogram(DURATION_BUCKETS)
@@ -117,6 +120,8 @@ class Stats:
         self.ws_closed[key] = self.ws_closed.get(key, 0) + 1
         self.msgs_in += ws.msgs_in
         self.msgs_out += ws.msgs_out
+        self.texts_in += ws.texts_in
+        self.texts_out += ws.texts_out
         self.bytes_in += ws.bytes_in
         self.bytes_out += ws.bytes_out
 

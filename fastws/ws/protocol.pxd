@@ -68,6 +68,8 @@ cdef class _WebSocket(Session):
     cdef public double opened_at
     cdef public long long msgs_in
     cdef public long long msgs_out
+    cdef public long long texts_out
+    cdef public long long inflated_texts
     cdef public long long bytes_in
     cdef public long long bytes_out
     cdef public object scope

@@ -111,6 +111,8 @@ class _WebSocket(Session):
         "opened_at",
         "msgs_in",
         "msgs_out",
+        "texts_out",
+        "inflated_texts",
         "bytes_in",
         "bytes_out",
         "scope",
@@ -192,6 +194,9 @@ class _WebSocket(Session):
         self.stats = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self.opened_at = 0.0  # loop time of the accept; 0.0: never accepted
         self.msgs_in = self.msgs_out = self.bytes_in = self.bytes_out = 0
+        # Of those messages, the text ones: sent (texts_out) and received compressed (the
+        # reader counts the others); the rest are binary (texts_in below).
+        self.texts_out = self.inflated_texts = 0
         # The socket that _write() sends on directly while the transport holds nothing: -1
         # until _write() looks it up, after _DIRECT_AFTER writes through the transport
         # (writes_before_direct counts them down; -1: never, with TLS or in the pure build).
@@ -370,6 +375,8 @@ class _WebSocket(Session):
                 if data is None:
                     self._fail(self.fail_code, self.fail_reason)
                     break
+                if type(data) is str:
+                    self.inflated_texts += 1
                 if not closing:
                     if type(data) is str:
                         queue.append({"type": "websocket.receive", "text": data})
@@ -569,6 +576,13 @@ class _WebSocket(Session):
         self._write(frame)
         self.msgs_out += 1
         self.bytes_out += len(frame)
+        if frame[0] & 0x0F == _TEXT:
+            self.texts_out += 1
+
+    @property
+    def texts_in(self) -> int:
+        """Text messages received so far (of msgs_in; the rest were binary)."""
+        return self.reader.texts + self.inflated_texts
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self.state == OPEN:
@@ -685,6 +699,10 @@ class _WebSocket(Session):
             self._overflow(waiting)
             return -1
         self.corked = waiting
+        self.msgs_out += 1
+        self.bytes_out += len(frame)
+        if frame[0] & 0x0F == _TEXT:
+            self.texts_out += 1
         if cork is None:
             self.cork = [frame]
             return 2
@@ -698,10 +716,7 @@ class _WebSocket(Session):
             return
         self.cork = None
         self.corked = 0
-        data = cork[0] if len(cork) == 1 else b"".join(cork)
-        self.msgs_out += len(cork)
-        self.bytes_out += len(data)
-        self._write(data)
+        self._write(cork[0] if len(cork) == 1 else b"".join(cork))
 
     def _overflow(self, size: int) -> None:
         """A publish or send would hold ``size`` bytes for a peer that does not read fast

@@ -243,8 +243,12 @@ def check_totals(samples: dict[Any, float], times: int = 1) -> None:
         if name == "fastws_websocket_handshakes_refused_total"
     }
     assert refused == {"origin": 3 * times, "app": 2 * times, "version": times, "key": times}
-    assert v("fastws_websocket_messages_received_total") == (N_CLIENTS * N_MESSAGES + 3) * times
-    assert v("fastws_websocket_messages_sent_total") == N_CLIENTS * N_MESSAGES * times
+    # Half the echoed messages are text, half binary; the three "close-me" are text.
+    half = N_CLIENTS * N_MESSAGES // 2
+    assert v("fastws_websocket_messages_received_total", type="text") == (half + 3) * times
+    assert v("fastws_websocket_messages_received_total", type="binary") == half * times
+    assert v("fastws_websocket_messages_sent_total", type="text") == half * times
+    assert v("fastws_websocket_messages_sent_total", type="binary") == half * times
     assert v("fastws_websocket_received_bytes_total") == times * (
         N_CLIENTS * N_MESSAGES * CLIENT_FRAME + 3 * CLOSE_ME_FRAME + 18 * CLOSE_FRAME
     )
@@ -264,7 +268,12 @@ async def run_load(port: int, metrics_port: int) -> set[str]:
     pids = {ws.response.headers["x-pid"] for ws in clients}
     # Live connections are read at the scrape (one process), or pushed on the tick.
     samples = scrape_until(metrics_port, "fastws_connections", N_CLIENTS, protocol="websocket")
-    assert value(samples, "fastws_websocket_messages_received_total") == N_CLIENTS * N_MESSAGES
+    received = {
+        dict(labels)["type"]: n
+        for (name, labels), n in samples.items()
+        if name == "fastws_websocket_messages_received_total"
+    }
+    assert received == {"text": N_CLIENTS * N_MESSAGES // 2, "binary": N_CLIENTS * N_MESSAGES // 2}
     assert value(samples, "fastws_websocket_opened_total") == N_CLIENTS
     await close_all(clients)
     await refusals(port)
@@ -331,9 +340,31 @@ async def test_pubsub_counts(running_server):
     # subscribe before the first publish (their accept and subscribe come before any message).
     assert published == 3
     assert delivered == 9
-    assert value(samples, "fastws_websocket_messages_sent_total") == 9
+    assert value(samples, "fastws_websocket_messages_sent_total", type="text") == 9
+    assert value(samples, "fastws_websocket_messages_sent_total", type="binary") == 0
     for sub in subscribers:
         await sub.close()
+
+
+async def test_compressed_messages_counted_by_type(running_server):
+    """permessage-deflate: the reader hands compressed messages on undecoded, and the text
+    ones are counted once inflated; what the server compresses is counted as it is sent."""
+    metrics_port = find_free_port()
+    server = running_server(_app(), metrics=True, metrics_port=metrics_port)
+    sent = ["hello " * 50, b"\x00\x01" * 100, "short", b"b", "t" * 300]
+    async with ws_connect(f"ws://{HOST}:{server.port}/echo") as ws:  # deflate offered
+        assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
+        for data in sent:
+            await ws.send(data)
+            assert await asyncio.wait_for(ws.recv(), 5) == data
+        samples = scrape(metrics_port)
+    texts = sum(type(d) is str for d in sent)
+    for name in (
+        "fastws_websocket_messages_received_total",
+        "fastws_websocket_messages_sent_total",
+    ):
+        assert value(samples, name, type="text") == texts
+        assert value(samples, name, type="binary") == len(sent) - texts
 
 
 def test_metrics_port_in_use_fails_startup(running_server):

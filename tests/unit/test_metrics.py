@@ -14,6 +14,7 @@ parser = pytest.importorskip("prometheus_client.parser")
 
 class FakeWebSocket:
     msgs_in, msgs_out, bytes_in, bytes_out = 3, 2, 100, 50
+    texts_in, texts_out = 1, 2  # of the messages
 
 
 def test_histogram_buckets_are_upper_bounds():
@@ -34,6 +35,7 @@ def test_stats_fold_a_closed_connection():
     stats.http_response(599, 0.02)
     assert stats.ws_closed == {(1000, "client"): 2, (1006, "abnormal"): 1}
     assert (stats.msgs_in, stats.msgs_out, stats.bytes_in, stats.bytes_out) == (9, 6, 300, 150)
+    assert (stats.texts_in, stats.texts_out) == (3, 6)
     assert stats.refused == {"origin": 1}
     assert stats.http_status == [0, 0, 1, 0, 0, 1]
 
@@ -59,7 +61,10 @@ def test_collector_text_format():
     }
     assert samples[("fastws_websocket_opened_total", ())] == 4
     assert samples[("fastws_websocket_closed_total", (("code", "4001"), ("side", "server")))] == 1
-    assert samples[("fastws_websocket_messages_received_total", ())] == 3
+    assert samples[("fastws_websocket_messages_received_total", (("type", "text"),))] == 1
+    assert samples[("fastws_websocket_messages_received_total", (("type", "binary"),))] == 2
+    assert samples[("fastws_websocket_messages_sent_total", (("type", "text"),))] == 2
+    assert samples[("fastws_websocket_messages_sent_total", (("type", "binary"),))] == 0
     assert samples[("fastws_connections", (("protocol", "http"),))] == 1
     assert samples[("fastws_connections", (("protocol", "websocket"),))] == 0
     assert samples[("fastws_http_requests_total", (("status_class", "4xx"),))] == 1

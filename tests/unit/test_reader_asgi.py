@@ -108,3 +108,26 @@ def test_asgi_mode_carries_the_same_messages_as_tuple_mode(codec, seed):
         assert (plain.close_code, plain.close_reason) == (asgi.close_code, asgi.close_reason)
         if asgi.close_code is None:
             assert asgi.data_only == all(type(m) is dict for m in b)
+
+
+@pytest.mark.parametrize("asgi", [True, False])
+def test_texts_counts_the_text_messages_returned(codec, asgi):
+    """--metrics' text/binary split: the reader counts the text messages it returns (whole
+    ones, however fragmented); binary, control and compressed messages are not counted (the
+    caller inflates the compressed ones and counts them itself)."""
+    reader = codec.FrameReader(asgi=asgi, rsv1_allowed=True)
+    assert reader.texts == 0
+    stream = (
+        codec.encode_frame(1, "a", mask=K)
+        + codec.encode_frame(2, b"b", mask=K)
+        + codec.encode_frame(1, "c", fin=False, mask=K)
+        + codec.encode_frame(9, b"ping", mask=K)
+        + codec.encode_frame(0, "d", mask=K)
+        + codec.encode_frame(1, b"\x4b\x04\x00", rsv1=True, mask=K)
+    )
+    # Any split of the stream gives the same count.
+    for i in range(0, len(stream), 3):
+        reader.feed(stream[i : i + 3])
+    assert reader.texts == 2
+    reader.feed(codec.encode_frame(1, "é" * 40_000, mask=K))  # one large text message
+    assert reader.texts == 3

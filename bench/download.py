@@ -79,7 +79,7 @@ def start(server: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes
             return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{server} did not start")
+                raise SystemExit(f"{server} did not start") from None
             time.sleep(0.05)
 
 

@@ -368,9 +368,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     "Longest request target (path and query) accepted, in bytes; longer: 414.",
     type=int,
 )
-@_option(
-    "--limit-request-fields", "Most header fields a request may carry; more: 431.", type=int
-)
+@_option("--limit-request-fields", "Most header fields a request may carry; more: 431.", type=int)
 @_option(
     "--limit-request-field-size",
     "Longest header field (name and value) accepted, in bytes; longer: 431.",

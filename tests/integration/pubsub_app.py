@@ -73,7 +73,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         elif "flood" in command:
             payload = b"x" * command["size"]
             for i in range(command["n"]):
-                await send({"type": "websocket.publish", "topic": command["flood"], "bytes": payload})
+                await send(
+                    {"type": "websocket.publish", "topic": command["flood"], "bytes": payload}
+                )
                 if i % 8 == 7:
                     await asyncio.sleep(0.002)
             await send({"type": "websocket.send", "text": "done"})

@@ -204,9 +204,7 @@ async def test_ten_thousand_subscribe_close_cycles_leak_nothing(running_server):
 
     srv = running_server(pubsub_app.app)
     state = srv.server.server_state
-    subscribe = b"".join(
-        frame(0x1, json.dumps({"sub": f"t{i}"}).encode()) for i in range(5)
-    )
+    subscribe = b"".join(frame(0x1, json.dumps({"sub": f"t{i}"}).encode()) for i in range(5))
 
     async def cycle() -> None:
         raw = await ws_connect_raw(srv.port)

@@ -71,9 +71,11 @@ async def nothing_more(ws) -> None:
 async def test_two_servers_share_topics_through_redis_once_each(server_process, redis_server):
     one = server_process(APP, "--pubsub", redis_server.url)
     two = server_process(APP, "--pubsub", redis_server.url)
-    async with connect(f"ws://127.0.0.1:{one.port}/") as local, connect(
-        f"ws://127.0.0.1:{two.port}/"
-    ) as remote, connect(f"ws://127.0.0.1:{one.port}/") as publisher:
+    async with (
+        connect(f"ws://127.0.0.1:{one.port}/") as local,
+        connect(f"ws://127.0.0.1:{two.port}/") as remote,
+        connect(f"ws://127.0.0.1:{one.port}/") as publisher,
+    ):
         await subscribed(local, "t")
         await subscribed(remote, "t")
         await until_delivered(publisher, remote, "t")
@@ -94,9 +96,11 @@ async def test_redis_down_local_delivery_goes_on_and_the_bridge_reconnects(
 ):
     one = server_process(APP, "--pubsub", redis_server.url)
     two = server_process(APP, "--pubsub", redis_server.url)
-    async with connect(f"ws://127.0.0.1:{one.port}/") as local, connect(
-        f"ws://127.0.0.1:{two.port}/"
-    ) as remote, connect(f"ws://127.0.0.1:{one.port}/") as publisher:
+    async with (
+        connect(f"ws://127.0.0.1:{one.port}/") as local,
+        connect(f"ws://127.0.0.1:{two.port}/") as remote,
+        connect(f"ws://127.0.0.1:{one.port}/") as publisher,
+    ):
         await subscribed(local, "t")
         await subscribed(remote, "t")
         await until_delivered(publisher, remote, "t")

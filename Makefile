@@ -99,9 +99,10 @@ BENCH_DEPS := import uvicorn, websockets, wsproto, granian, aiohttp, picows, mat
 bench-load-client:               ## compile bench/load/wsload (gcc -O2)
 	$(MAKE) -C bench/load
 
-bench: build bench-load-client   ## every server, 5 interleaved rounds (~15 min) -> bench/results/
-	$(BIN)/python -c "$(BENCH_DEPS)" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
+bench: build bench-load-client   ## echo + HTTP (5 interleaved rounds, ~15 min), then the fan-out -> bench/results/
+	$(BIN)/python -c "$(BENCH_DEPS), socketify, fastapi" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"
 	$(BIN)/python bench/run.py && $(BIN)/python bench/report.py
+	$(BIN)/python bench/fanout.py --report
 
 bench-quick: build bench-load-client  ## 3 short rounds, 4 servers (~1.5 min) -> bench/results/
 	$(BIN)/python -c "$(BENCH_DEPS)" 2>/dev/null || FASTWS_NO_EXTENSIONS=1 $(BIN)/pip install -q --no-build-isolation -e ".[bench]"

@@ -130,6 +130,23 @@ def negotiate(offers: list[str]) -> Agreement | None:
     return None
 
 
+def _compressor(window_bits: int) -> zlib._Compress:
+    return zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits, MEM_LEVEL)
+
+
+def _strip(out: bytes) -> bytes:
+    return out[:-4] if out.endswith(_EMPTY_BLOCK) else out
+
+
+def compress_alone(data: bytes, window_bits: int) -> bytes:
+    """A message's compressed payload that refers to no earlier message: what a server
+    without context takeover sends. Any peer that negotiated permessage-deflate with a window
+    of at least ``window_bits`` inflates it the same, whatever history its decompressor holds,
+    so the publish/subscribe hub compresses a publish once for all such subscribers."""
+    compressor = _compressor(window_bits)
+    return _strip(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+
 class PerMessageDeflate:
     """One connection's compression state, created from an Agreement."""
 
@@ -149,21 +166,27 @@ class PerMessageDeflate:
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
 
+    @property
+    def window_bits(self) -> int:
+        """The window our compressor uses (what compress_alone() needs for this peer)."""
+        return self._compress_bits
+
     def compress(self, data: bytes) -> bytes:
         """One message's payload for a frame with RSV1 set (RFC 7692 §7.2.1)."""
+        if self._agreement.server_no_context_takeover:
+            return compress_alone(data, self._compress_bits)
         compressor = self._compressor
         if compressor is None:
-            compressor = zlib.compressobj(
-                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self._compress_bits, MEM_LEVEL
-            )
-        out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        if self._agreement.server_no_context_takeover:
-            self._compressor = None
-        else:
-            self._compressor = compressor
-        if out.endswith(_EMPTY_BLOCK):
-            out = out[:-4]
-        return out
+            compressor = self._compressor = _compressor(self._compress_bits)
+        return _strip(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+    def forget_history(self) -> None:
+        """Start a fresh compression context at the next message: the peer's window now ends
+        with bytes this compressor did not write (a publish compressed once for many, see
+        compress_alone()), so back-references into our own earlier output would point at the
+        wrong bytes. Dropping the context is always allowed (§7.1.1.1: context takeover is
+        the server's to use or not)."""
+        self._compressor = None
 
     def decompress(self, data: bytes, max_size: int) -> bytes:
         """The message from a compressed payload (RSV1 was set on its first frame).

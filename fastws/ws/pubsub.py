@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from fastws.ws.deflate import compress_alone
 from fastws.ws.frames import Opcode, _flag, encode_frame
 
 try:
@@ -186,20 +187,23 @@ class Hub:
 
 
 def _deflated(ws: Any, opcode: int, data: Any, frame: bytes, shared: dict[int, bytes]) -> bytes:
-    """The frame for a subscriber that negotiated permessage-deflate (RFC 7692).
+    """The frame for a subscriber that negotiated permessage-deflate (RFC 7692): compressed
+    once per publish and window size, shared by every such subscriber (``shared``: window bits
+    -> frame), with or without context takeover.
 
-    Without server context takeover (§7.1.1.1) a message compresses the same for every
-    subscriber with the same window size: once per publish, shared. With it, each
-    connection's compressor carries its own history: compressed per subscriber (a Python call
-    and a zlib pass each; docs/pubsub.md).
+    The shared frame refers to no earlier message (deflate.compress_alone()), so every
+    subscriber's decompressor inflates it the same. A subscriber whose compressor keeps
+    context (the default of most clients, browsers included) then starts a fresh context at
+    its next send(): its client's window now ends with the publish, not with what that
+    compressor wrote (docs/pubsub.md, "permessage-deflate").
     """
     if not ws.compresses(len(data)):
         return frame
-    payload = data.encode("utf-8") if type(data) is str else data
-    if ws.agreement.server_no_context_takeover:
-        bits = ws.agreement.server_max_window_bits or 0
-        out = shared.get(bits)
-        if out is None:
-            out = shared[bits] = encode_frame(opcode, ws.deflate.compress(payload), rsv1=True)
-        return out
-    return encode_frame(opcode, ws.deflate.compress(payload), rsv1=True)  # type: ignore[no-any-return]
+    deflate = ws.deflate
+    bits = deflate.window_bits
+    out = shared.get(bits)
+    if out is None:
+        payload = data.encode("utf-8") if type(data) is str else data
+        out = shared[bits] = encode_frame(opcode, compress_alone(payload, bits), rsv1=True)
+    deflate.forget_history()
+    return out  # type: ignore[no-any-return]

@@ -7,6 +7,8 @@ WebSocket: every text message is a JSON command, answered in order on the same c
   {"flood": T, "n": N, "size": S}    -> N publishes of S bytes each (a 2 ms pause after
                                         every 8), then "done"
   {"mix": T}                         -> send "a", publish "b" on T, send "c"
+  {"mixbig": T, "n": N}              -> N times: send big(i), publish big(-1 - i) on T, send
+                                        big(i) again (messages long enough to be compressed)
   {"pid": 1}                         -> "pid:<worker pid>"
 HTTP: POST /publish/<topic> publishes the body (text) through fastws.pubsub from the request.
 """
@@ -19,6 +21,12 @@ import os
 from typing import Any
 
 from fastws import pubsub
+
+
+def big(i: int) -> str:
+    """A message of a few hundred bytes, over --ws-deflate-min-size, that compresses well and
+    repeats across calls: a compressor keeping context refers back to earlier ones."""
+    return f"message {i}: " + "".join(f"<row id={i * 7 + k} value={k * k}/>" for k in range(16))
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -83,5 +91,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": "a"})
             await send({"type": "websocket.publish", "topic": command["mix"], "text": "b"})
             await send({"type": "websocket.send", "text": "c"})
+        elif "mixbig" in command:
+            for i in range(command["n"]):
+                await send({"type": "websocket.send", "text": big(i)})
+                await send(
+                    {"type": "websocket.publish", "topic": command["mixbig"], "text": big(-1 - i)}
+                )
+                await send({"type": "websocket.send", "text": big(i)})
         elif "pid" in command:
             await send({"type": "websocket.send", "text": f"pid:{os.getpid()}"})

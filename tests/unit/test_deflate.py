@@ -112,6 +112,42 @@ def test_context_takeover_makes_repeats_smaller():
     assert len(with_context.compress(message)) < len(without.compress(message))
 
 
+@pytest.mark.parametrize("bits", [9, 12])
+def test_compress_alone_inflates_the_same_in_any_history(bits):
+    """The pub/sub hub's shared frame: one compressed payload that inflaters with different
+    histories (fresh, or deep into a connection's own stream) all turn into the message."""
+    message = b"price update " * 40
+    shared = deflate.compress_alone(message, bits)
+    fresh = zlib.decompressobj(-15)
+    busy = zlib.decompressobj(-15)
+    pmd = PerMessageDeflate(Agreement())
+    for i in range(3):  # the connection's own messages first: history in the inflater
+        busy.decompress(pmd.compress(b"own %d " % i * 60) + b"\x00\x00\xff\xff")
+    assert fresh.decompress(shared + b"\x00\x00\xff\xff") == message
+    assert busy.decompress(shared + b"\x00\x00\xff\xff") == message
+
+
+def test_forget_history_keeps_a_takeover_stream_decodable_after_a_shared_message():
+    """own message, a shared one (the peer's window now ends with it), the own message again:
+    only with the compressor's context dropped does the last one decode to what was sent."""
+    own = b"<row id=1 value=2/>" * 20
+
+    def stream(forget: bool) -> bytes:
+        pmd = PerMessageDeflate(Agreement())
+        inflater = zlib.decompressobj(-15)
+        inflater.decompress(pmd.compress(own) + b"\x00\x00\xff\xff")
+        inflater.decompress(
+            deflate.compress_alone(b"something else entirely " * 9, pmd.window_bits)
+            + b"\x00\x00\xff\xff"
+        )
+        if forget:
+            pmd.forget_history()
+        return inflater.decompress(pmd.compress(own) + b"\x00\x00\xff\xff")
+
+    assert stream(forget=True) == own
+    assert stream(forget=False) != own  # what forget_history() is for
+
+
 @pytest.mark.parametrize("client_takeover", [True, False])
 def test_decompress_follows_the_client_stream(client_takeover):
     pmd = PerMessageDeflate(Agreement(client_no_context_takeover=not client_takeover))

@@ -10,7 +10,7 @@ from fastws.ws.session cimport Session
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
-cdef Py_ssize_t _WRITEV_MIN, _EARLY_MAX, _DIRECT_AFTER, _SAMPLE_EVERY
+cdef Py_ssize_t _WRITEV_MIN, _CORK_MAX, _EARLY_MAX, _DIRECT_AFTER, _SAMPLE_EVERY
 cdef double _FAIL_GRACE_S
 cdef int CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED
 
@@ -33,6 +33,38 @@ cdef inline Py_ssize_t send_bytes(int fd, bytes data) noexcept:
     # to its transport, which meets the same condition and deals with it).
     return c_send(fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
                   MSG_DONTWAIT | MSG_NOSIGNAL)
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <sys/uio.h>
+    #define FASTWS_IOV_MAX 64
+    /* _WebSocket._uncork(): one non-blocking sendmsg() of a list of bytes on fd, uncopied.
+       Returns the bytes the kernel did not take (0: all of them), or -1 when it took none
+       (or the list is longer than FASTWS_IOV_MAX: the caller then joins and writes it). */
+    static inline Py_ssize_t fastws_send_frames(int fd, PyObject* frames) {
+        struct iovec iov[FASTWS_IOV_MAX];
+        struct msghdr msg;
+        Py_ssize_t n = PyList_GET_SIZE(frames), total = 0, i;
+        ssize_t sent;
+        if (n > FASTWS_IOV_MAX) return -1;
+        for (i = 0; i < n; i++) {
+            PyObject* frame = PyList_GET_ITEM(frames, i);
+            iov[i].iov_base = PyBytes_AS_STRING(frame);
+            iov[i].iov_len = (size_t)PyBytes_GET_SIZE(frame);
+            total += PyBytes_GET_SIZE(frame);
+        }
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        sent = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        return sent < 0 ? -1 : total - sent;
+    }
+    """
+    Py_ssize_t send_frames "fastws_send_frames" (int fd, list frames)
+    # A list that holds bytes only cannot be part of a cycle: off the collector's books.
+    void untrack "PyObject_GC_UnTrack" (object obj)
 
 
 cdef class Wakeups:
@@ -80,6 +112,7 @@ cdef class _WebSocket(Session):
     cdef int writes_before_direct
     cdef object is_closing
     cdef object buffered
+    cdef bint tx_held
     cdef Wakeups wakeups
     cdef public object topics  # pub/sub: the set of topics it is subscribed to, or None
     cdef public object cork
@@ -96,8 +129,11 @@ cdef class _WebSocket(Session):
     cdef _pop(self)
     cdef _next_event(self)
     cdef bint _send_now(self, dict message) except -1
+    cdef Py_ssize_t _buffered(self) except -1
     cdef _write(self, bytes data)
     cdef _write_frame(self, bytes frame)
+    cdef _hold(self, bytes frame)
+    cdef bint _cork(self, bytes frame) except -1
     cdef int _deliver(self, bytes frame) except -2
     cdef _uncork(self)
     cdef _overflow(self, Py_ssize_t size)

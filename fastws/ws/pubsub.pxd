@@ -19,6 +19,7 @@ cdef class Hub:
     cdef object run_flush
 
     cdef _remove(self, object ws, object topic)
+    cpdef hold(self, object ws)
     @cython.locals(ws=_WebSocket)
     cpdef flush(self)
     @cython.locals(ws=_WebSocket, n=Py_ssize_t, done=int, over=list, shared=dict, corked=list,

@@ -178,6 +178,17 @@ class Hub:
             loop.call_soon(self.run_flush)
         return n
 
+    def hold(self, ws: Any) -> None:
+        """``ws`` has begun a cork outside a publish (a send() from another task, see
+        _WebSocket._hold): flush it with the publishes' at the end of this pass."""
+        corked = self.corked
+        if not corked:
+            loop = self.loop
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            loop.call_soon(self.run_flush)
+        corked.append(ws)
+
     def flush(self) -> None:
         """Write every connection's corked frames (end of the loop pass that corked them)."""
         corked = self.corked

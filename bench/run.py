@@ -188,6 +188,14 @@ def scenarios(idle_conns: int) -> list[Scenario]:
         Scenario(
             "http_wrk", "HTTP GET keep-alive, wrk -c64", "requests_per_s", "req/s", kind="wrk"
         ),
+        Scenario(
+            "http_wrk_pipelined",
+            "HTTP GET pipelined, 16 requests per write, wrk -c64",
+            "requests_per_s",
+            "req/s",
+            kind="wrk",
+            args=["-s", str(ROOT / "bench" / "load" / "pipeline.lua"), "--", "16"],
+        ),
     ]
 
 
@@ -533,11 +541,14 @@ class Bench:
         a = self.args
         url = f"http://{HOST}:{server.port}/"
         base = ["wrk", "-t1", "-c64"]
+        script = sc.args  # e.g. -s pipeline.lua -- 16: after the URL (wrk's script arguments)
         if a.warmup >= 0.5:  # wrk counts whole seconds
-            run_timed_client([*base, f"-d{max(1, round(a.warmup))}s", url], self.client_cpu, 60)
+            warm = [*base, f"-d{max(1, round(a.warmup))}s", url, *script]
+            run_timed_client(warm, self.client_cpu, 60)
         dur = max(1, round(a.duration))
         with CpuSampler(server.proc.pid) as sampler:
-            rc, out, cpu = run_timed_client([*base, f"-d{dur}s", url], self.client_cpu, dur + 60)
+            argv = [*base, f"-d{dur}s", url, *script]
+            rc, out, cpu = run_timed_client(argv, self.client_cpu, dur + 60)
         if rc != 0:
             raise RuntimeError(f"wrk exit {rc}: {out[-300:]}")
         rps = None

@@ -10,7 +10,7 @@ from fastws.ws.session cimport Session
 
 # Module constants as C values: the per-message comparisons then stay in C.
 cdef int _TEXT, _BINARY, _CLOSE, _PING, _PONG
-cdef Py_ssize_t _WRITEV_MIN, _CORK_MAX, _EARLY_MAX, _DIRECT_AFTER, _SAMPLE_EVERY
+cdef Py_ssize_t _WRITEV_MIN, _CORK_MAX, _DIRECT_PARTS_MAX, _EARLY_MAX, _DIRECT_AFTER, _SAMPLE_EVERY
 cdef double _FAIL_GRACE_S
 cdef int CONNECTING, RESPONDING, OPEN, CLOSING, CLOSED
 
@@ -131,6 +131,8 @@ cdef class _WebSocket(Session):
     cdef bint _send_now(self, dict message) except -1
     cdef Py_ssize_t _buffered(self) except -1
     cdef _write(self, bytes data)
+    cdef bint _direct(self) except -1
+    cdef _write_parts(self, bytes header, object data)
     cdef _write_frame(self, bytes frame)
     cdef _hold(self, bytes frame)
     cdef bint _cork(self, bytes frame) except -1

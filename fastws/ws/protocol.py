@@ -68,6 +68,9 @@ _WRITEV_MIN = 16384  # from this size a payload goes out uncopied (16 KiB echo: 
 # A send() corked for the end of the loop pass (_hold) is written at once past this many bytes
 # held, so that an app writing much in one pass still meets the transport's flow control.
 _CORK_MAX = 65536
+# Large frames up to this size go to the socket itself (_write_parts); above it, through the
+# transport's writelines(), which keeps the payload uncopied when the socket is full.
+_DIRECT_PARTS_MAX = 262144
 _FAIL_GRACE_S = 1.0  # longest wait for the app to read messages preceding a protocol error
 _EARLY_MAX = 65536  # bytes held for a connection not accepted yet before reading pauses
 # Writes that go through the transport before _write() looks the socket up (a system call) and
@@ -601,22 +604,47 @@ class _WebSocket(Session):
         the error through connection_lost()."""
         if self.cork is not None:
             self._uncork()
-        transport = self.transport
         sent = 0
+        if self._direct():
+            sent = send_bytes(self.fd, data)  # type: ignore[name-defined]  # noqa: F821
+        if sent <= 0:
+            self.transport.write(data)
+            self.tx_held = True
+        elif sent < len(data):
+            self.transport.write(data[sent:])
+            self.tx_held = True
+
+    def _direct(self) -> bool:
+        """Whether a write may go to the socket itself now (see _write()): its descriptor is
+        known (looked up after _DIRECT_AFTER writes through the transport) and the transport
+        is not closing and holds nothing of ours."""
         if self.fd < 0:
             if self.writes_before_direct > 0:
                 self.writes_before_direct -= 1
-            elif self.writes_before_direct == 0:
-                self.writes_before_direct = -1
-                self.fd = _socket_fd(transport)
-        if self.fd >= 0 and not self.is_closing() and not self._buffered():
-            sent = send_bytes(self.fd, data)  # type: ignore[name-defined]  # noqa: F821
-        if sent <= 0:
-            transport.write(data)
-            self.tx_held = True
-        elif sent < len(data):
-            transport.write(data[sent:])
-            self.tx_held = True
+                return False
+            if self.writes_before_direct < 0:
+                return False
+            self.writes_before_direct = -1
+            self.fd = _socket_fd(self.transport)
+            if self.fd < 0:
+                return False
+        return not self.is_closing() and not self._buffered()
+
+    def _write_parts(self, header: bytes, data: Any) -> None:
+        """Write a large frame as its header and its payload, uncopied: one sendmsg() of both
+        on the socket where _write() would send (compiled, ``data`` bytes, up to
+        _DIRECT_PARTS_MAX), else one writelines() through the transport (its writev)."""
+        if self.cork is not None:
+            self._uncork()
+        if COMPILED and type(data) is bytes and len(data) <= _DIRECT_PARTS_MAX and self._direct():
+            left = send_frames(self.fd, [header, data])  # type: ignore[name-defined]  # noqa
+            if left == 0:
+                return
+            whole = header + data
+            self.transport.write(whole[len(whole) - left :] if left > 0 else whole)
+        else:
+            self.transport.writelines((header, data))
+        self.tx_held = True
 
     def _write_frame(self, frame: bytes) -> None:
         self._write(frame)
@@ -658,10 +686,7 @@ class _WebSocket(Session):
                     # Large payload: header and payload as two buffers in one writev, so the
                     # payload is not copied into a frame first (bench: 1 MiB echo).
                     header = encode_frame_header(opcode, len(data))
-                    if self.cork is not None:
-                        self._uncork()
-                    self.transport.writelines((header, data))
-                    self.tx_held = True
+                    self._write_parts(header, data)
                     self.msgs_out += 1
                     self.bytes_out += len(header) + len(data)
                 else:
@@ -781,7 +806,7 @@ class _WebSocket(Session):
         if type(cork) is bytes:
             self._write(cork)
             return
-        if COMPILED and self.fd >= 0 and not self.is_closing() and not self._buffered():
+        if COMPILED and self._direct():
             # One sendmsg() of the frames where they are (protocol.pxd); what the kernel does
             # not take goes to the transport, as in _write().
             left = send_frames(self.fd, cork)  # type: ignore[name-defined]  # noqa: F821

@@ -45,6 +45,13 @@ class MemoryTransport(asyncio.Transport):
         self.written += len(data)
         self.frames += 1
 
+    def writelines(self, data: Any) -> None:
+        for chunk in data:
+            self.write(chunk)
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything is taken at once
+
     def is_closing(self) -> bool:
         return self.closing
 

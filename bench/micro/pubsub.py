@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 import uvloop
+from protocol import MemoryTransport  # bench/micro/protocol.py, beside this file
 
 from fastws.config import Config
 from fastws.transport import ServerState
@@ -46,37 +47,6 @@ KINDS = {
     "deflate-no-takeover": ["permessage-deflate; server_no_context_takeover"],
     "deflate-takeover": ["permessage-deflate"],
 }
-
-
-class MemoryTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = 0
-        self.writes = 0
-        self.closing = False
-
-    def write(self, data: Any) -> None:
-        self.written += len(data)
-        self.writes += 1
-
-    def writelines(self, data: Any) -> None:
-        for chunk in data:
-            self.write(chunk)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def subscriber(scope: Any, receive: Any, send: Any) -> None:

@@ -3,6 +3,7 @@
 # methods. Everything the transport, the loop (call_later) or the app calls stays a Python
 # method in protocol.py.
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from fastws._speedups cimport FrameReader as CompiledReader, data_frame
@@ -40,7 +41,7 @@ cdef extern from *:
     #include <string.h>
     #include <sys/uio.h>
     #define FASTWS_IOV_MAX 64
-    /* _WebSocket._uncork(): one non-blocking sendmsg() of a list of bytes on fd, uncopied.
+    /* _WebSocket._sendmsg(): one non-blocking sendmsg() of a list of bytes on fd, uncopied.
        Returns the bytes the kernel did not take (0: all of them), or -1 when it took none
        (or the list is longer than FASTWS_IOV_MAX: the caller then joins and writes it). */
     static inline Py_ssize_t fastws_send_frames(int fd, PyObject* frames) {
@@ -133,7 +134,10 @@ cdef class _WebSocket(Session):
     cdef _write(self, bytes data)
     cdef bint _direct(self) except -1
     cdef _write_parts(self, bytes header, object data)
+    cdef _sendmsg(self, list frames)
     cdef _write_frame(self, bytes frame)
+    @cython.final
+    cdef inline void _count_out(self, bytes frame) noexcept
     cdef _hold(self, bytes frame)
     cdef bint _cork(self, bytes frame) except -1
     cdef int _deliver(self, bytes frame) except -2

@@ -631,23 +631,33 @@ class _WebSocket(Session):
         return not self.is_closing() and not self._buffered()
 
     def _write_parts(self, header: bytes, data: Any) -> None:
-        """Write a large frame as its header and its payload, uncopied: one sendmsg() of both
-        on the socket where _write() would send (compiled, ``data`` bytes, up to
-        _DIRECT_PARTS_MAX), else one writelines() through the transport (its writev)."""
+        """Write a large frame as its header and its payload, uncopied: with _sendmsg() where
+        _write() would send on the socket (``data`` bytes, up to _DIRECT_PARTS_MAX), else with
+        the transport's writelines() (its writev)."""
         if self.cork is not None:
             self._uncork()
         if COMPILED and type(data) is bytes and len(data) <= _DIRECT_PARTS_MAX and self._direct():
-            left = send_frames(self.fd, [header, data])  # type: ignore[name-defined]  # noqa
-            if left == 0:
-                return
-            whole = header + data
-            self.transport.write(whole[len(whole) - left :] if left > 0 else whole)
+            self._sendmsg([header, data])
         else:
             self.transport.writelines((header, data))
-        self.tx_held = True
+            self.tx_held = True
+
+    def _sendmsg(self, frames: list[bytes]) -> None:
+        """One sendmsg() of ``frames`` (bytes) where they are, on the socket itself (compiled
+        build, once _direct() said yes; protocol.pxd); what the kernel does not take goes to
+        the transport, as in _write()."""
+        left = send_frames(self.fd, frames)  # type: ignore[name-defined]  # noqa: F821
+        if left != 0:
+            data = b"".join(frames)
+            self.transport.write(data[len(data) - left :] if left > 0 else data)
+            self.tx_held = True
 
     def _write_frame(self, frame: bytes) -> None:
         self._write(frame)
+        self._count_out(frame)
+
+    def _count_out(self, frame: bytes) -> None:
+        """Count ``frame`` as a data message sent (msgs_out, bytes_out, texts_out)."""
         self.msgs_out += 1
         self.bytes_out += len(frame)
         if frame[0] & 0x0F == _TEXT:
@@ -780,10 +790,7 @@ class _WebSocket(Session):
         connections made 5,000 of them, and the full collections their survivors set off
         were the tail of its latency (p99 at 5,000 x 16: 180 -> 80 ms). _uncork() sends the
         list's frames with one sendmsg(), uncopied."""
-        self.msgs_out += 1
-        self.bytes_out += len(frame)
-        if frame[0] & 0x0F == _TEXT:
-            self.texts_out += 1
+        self._count_out(frame)
         cork = self.cork
         if cork is None:
             self.cork = frame
@@ -805,18 +812,10 @@ class _WebSocket(Session):
         self.corked = 0
         if type(cork) is bytes:
             self._write(cork)
-            return
-        if COMPILED and self._direct():
-            # One sendmsg() of the frames where they are (protocol.pxd); what the kernel does
-            # not take goes to the transport, as in _write().
-            left = send_frames(self.fd, cork)  # type: ignore[name-defined]  # noqa: F821
-            if left == 0:
-                return
-            data = b"".join(cork)
-            self.transport.write(data[len(data) - left :] if left > 0 else data)
-            self.tx_held = True
-            return
-        self._write(b"".join(cork))
+        elif COMPILED and self._direct():
+            self._sendmsg(cork)
+        else:
+            self._write(b"".join(cork))
 
     def _overflow(self, size: int) -> None:
         """A publish or send would hold ``size`` bytes for a peer that does not read fast

@@ -20,6 +20,7 @@ cdef class Hub:
 
     cdef _remove(self, object ws, object topic)
     cpdef hold(self, object ws)
+    cdef _flush_soon(self)
     @cython.locals(ws=_WebSocket)
     cpdef flush(self)
     @cython.locals(ws=_WebSocket, n=Py_ssize_t, done=int, over=list, shared=dict, corked=list,

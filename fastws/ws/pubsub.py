@@ -149,7 +149,7 @@ class Hub:
         corked = self.corked
         first = not corked
         over = None
-        shared = None  # compressed frames for subscribers without context takeover, by window
+        shared = None  # the publish compressed for deflate subscribers, by window (_deflated)
         for ws in subscribers:
             if ws is sender:
                 continue
@@ -172,22 +172,22 @@ class Hub:
                 self.drop(ws)
         self.delivered += n
         if first and corked:
-            loop = self.loop
-            if loop is None:
-                loop = asyncio.get_running_loop()
-            loop.call_soon(self.run_flush)
+            self._flush_soon()
         return n
 
     def hold(self, ws: Any) -> None:
         """``ws`` has begun a cork outside a publish (a send() from another task, see
         _WebSocket._hold): flush it with the publishes' at the end of this pass."""
-        corked = self.corked
-        if not corked:
-            loop = self.loop
-            if loop is None:
-                loop = asyncio.get_running_loop()
-            loop.call_soon(self.run_flush)
-        corked.append(ws)
+        if not self.corked:
+            self._flush_soon()
+        self.corked.append(ws)
+
+    def _flush_soon(self) -> None:
+        """The first cork of this pass: flush() once the pass is over."""
+        loop = self.loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        loop.call_soon(self.run_flush)
 
     def flush(self) -> None:
         """Write every connection's corked frames (end of the loop pass that corked them)."""

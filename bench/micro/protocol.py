@@ -14,6 +14,13 @@ parsing, handshake, scopes, the app's task), the user-space part of new connecti
 
     .venv/bin/python bench/micro/protocol.py [--messages N] [--batch B] [--loop uvloop|asyncio]
     .venv/bin/python bench/micro/protocol.py --connections 20000
+    .venv/bin/python bench/micro/protocol.py --requests 50000 [--batch 1|16]
+
+Requests (--requests N): HTTP keep-alive on one HttpProtocol, the bench app's GET (bench/apps/
+echo.py: http.response.start, then one http.response.body), BATCH requests per read (1: one
+request per read, as wrk without pipelining; 16: bench/load/pipeline.lua's depth). Measures the
+per-request work (parsing callbacks, scope, cycle, the app's task, the response head), the
+user-space part of the HTTP scenarios.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -119,6 +127,38 @@ def loaded_config() -> Config:
     return config
 
 
+GET_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # wrk's request
+
+
+async def run_requests(requests: int, batch: int) -> float:
+    """Seconds per keep-alive request (``batch`` of them pipelined in each read)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "apps"))
+    from echo import app as bench_app  # bench/apps/echo.py: the load benchmarks' app
+
+    config = Config(bench_app, access_log=False, log_level="warning", lifespan="off")
+    config.load()
+    state = ServerState(Wakeups())
+    loop = asyncio.get_running_loop()
+    transport = TCPMemoryTransport()
+    http = HttpProtocol(config, state, {}, loop)
+    transport.protocol = http
+    http.connection_made(transport)
+    chunk = GET_REQUEST * batch
+    sent = 0
+    start = time.perf_counter()
+    while sent < requests:
+        target = state.total_requests + batch
+        feed(http, chunk)
+        sent += batch
+        while state.total_requests < target:
+            await asyncio.sleep(0)
+    elapsed = time.perf_counter() - start
+    transport.closing = True
+    http.connection_lost(None)
+    await asyncio.sleep(0)
+    return elapsed / sent
+
+
 async def run(messages: int, batch: int) -> float:
     config = loaded_config()
     state = ServerState(Wakeups())
@@ -196,6 +236,9 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, help="measure whole connections instead (e.g. 20000)"
     )
+    parser.add_argument(
+        "--requests", type=int, help="measure HTTP keep-alive requests instead (e.g. 50000)"
+    )
     args = parser.parse_args()
     if args.loop == "uvloop":
         import uvloop
@@ -207,13 +250,22 @@ def main() -> None:
     for _ in range(args.rounds):
         loop = new_loop()
         try:
-            if args.connections:
+            if args.requests:
+                results.append(loop.run_until_complete(run_requests(args.requests, args.batch)))
+            elif args.connections:
                 results.append(loop.run_until_complete(run_connections(args.connections)))
             else:
                 results.append(loop.run_until_complete(run(args.messages, args.batch)))
         finally:
             loop.close()
     med = statistics.median(results)
+    if args.requests:
+        print(
+            f"loop={args.loop} batch={args.batch}: {med * 1e6:.2f} us/request "
+            f"(min {min(results) * 1e6:.2f}, max {max(results) * 1e6:.2f}), "
+            f"{1 / med:,.0f} requests/s on one core"
+        )
+        return
     if args.connections:
         print(
             f"codec={IMPLEMENTATION} loop={args.loop}: {med * 1e6:.2f} us/connection "

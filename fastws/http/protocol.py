@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """HTTP/1.1 connections: the asyncio protocol around httptools and the ASGI http cycle.
 
 Owns request parsing (keep-alive, pipelining, chunked bodies, Expect: 100-continue, limits),
@@ -15,7 +16,7 @@ import os
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -24,7 +25,19 @@ from fastws import http11
 from fastws.logging import TRACE_LOG_LEVEL
 from fastws.transport import BufferedOnly, ClientDisconnected, FlowControl, caused_by_disconnect
 from fastws.ws import handshake, origins
-from fastws.ws.protocol import WebSocketProtocol
+from fastws.ws.frames import _flag
+from fastws.ws.protocol import SENT, WebSocketProtocol, _raising
+
+try:
+    import cython  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    COMPILED: bool = cython.compiled
+except ImportError:  # Cython is a build requirement only
+    COMPILED = False
+if not COMPILED and _flag("FASTWS_REQUIRE_EXTENSIONS") and not _flag("FASTWS_NO_EXTENSIONS"):
+    raise ImportError(
+        "fastws.http.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS): make build"
+    )
 
 if TYPE_CHECKING:
     from fastws.config import Config
@@ -35,9 +48,19 @@ access_logger = logging.getLogger("fastws.access")
 
 HIGH_WATER_LIMIT = 65536  # request body bytes buffered for the app before reading pauses
 _LINGER_S = 2.0  # after an error response: how long to drain input before closing
+_HOLD_MAX = 65536  # held pipelined responses (HttpProtocol.write) are written at this size
 
 
-class HttpProtocol(BufferedOnly):
+class _Http:
+    """One HTTP/1.1 connection: httptools' callbacks, the request's scope, the pipeline of
+    requests waiting for the response in progress, the deadlines and the upgrade hand-over;
+    HttpProtocol adds the asyncio protocol type.
+
+    Compiled builds turn this class and RequestResponseCycle into C structs with typed fields
+    (``protocol.pxd``), so that the parser's callbacks and the ASGI calls of each request read
+    fields without lookups. A pure-Python build keeps the slots below.
+    """
+
     # Slots: a connection's ~30 fields are set in __init__ without growing a __dict__ (new
     # connections/s), and an idle keep-alive connection is smaller.
     __slots__ = (
@@ -82,6 +105,11 @@ class HttpProtocol(BufferedOnly):
         "upgrade_request",
         "discarding",
         "pending_upgrade",
+        "held",
+        "held_bytes",
+        "responses",
+        "held_mark",
+        "hold_check_due",
     )
 
     def __init__(
@@ -152,6 +180,12 @@ class HttpProtocol(BufferedOnly):
         self.upgrade_request = False
         self.discarding = False  # a final error response went out; input is ignored
         self.pending_upgrade: bytes | None = None  # a pipelined upgrade's trailing bytes
+        # Responses held while pipelined requests wait behind them (write()), and their size.
+        self.held: list[bytes] | None = None
+        self.held_bytes = 0
+        self.responses = 0  # responses completed on this connection
+        self.held_mark = 0  # ``responses`` at the last hold check (_hold_check)
+        self.hold_check_due = False
 
     # -- asyncio protocol -------------------------------------------------------------------
 
@@ -167,10 +201,11 @@ class HttpProtocol(BufferedOnly):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
+        self.held = None
         for cycle in (self.running, self.cycle, *(c for c, _ in self.pipeline)):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
-                cycle.message_event.set()
+                cycle.wake()
         self.deadline = 0.0
         self.flow.resume_writing()
         if self.trace:
@@ -316,13 +351,13 @@ class HttpProtocol(BufferedOnly):
         self.cycle.body += body
         if len(self.cycle.body) > HIGH_WATER_LIMIT:
             self.flow.pause_reading()
-        self.cycle.message_event.set()
+        self.cycle.wake()
 
     def on_message_complete(self) -> None:
         if self.upgrade_request or self.cycle is None or self.cycle.response_complete:
             return
         self.cycle.more_body = False
-        self.cycle.message_event.set()
+        self.cycle.wake()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -348,8 +383,9 @@ class HttpProtocol(BufferedOnly):
             # The app is answering a request whose body turned out malformed: it sees the
             # client as gone; the client gets the error unless a response already started.
             running.disconnected = True
-            running.message_event.set()
+            running.wake()
             if running.response_started:
+                self.flush()
                 self.transport.close()
                 return
         logger.warning(reason)
@@ -366,6 +402,7 @@ class HttpProtocol(BufferedOnly):
         """
         self.discarding = True
         self.deadline = 0.0
+        self.flush()
         self.transport.write(response)
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -378,6 +415,7 @@ class HttpProtocol(BufferedOnly):
             self.transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
+        self.flush()  # the responses before it: the WebSocket side writes to the socket itself
         self._fill_path()
         offer = handshake.validate_request(
             self.parser.get_method(), self.scope["http_version"], self.headers
@@ -428,19 +466,65 @@ class HttpProtocol(BufferedOnly):
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
+        self.responses += 1
         if self.transport.is_closing():
             return
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._run(cycle, app)
-        elif self.pending_upgrade is not None:
-            rest, self.pending_upgrade = self.pending_upgrade, None
-            self._upgrade(rest)
-            return
         else:
+            self.flush()  # the last of a pipelined batch: the held responses go out together
+            if self.pending_upgrade is not None:
+                rest, self.pending_upgrade = self.pending_upgrade, None
+                self._upgrade(rest)
+                return
             self.deadline = self.loop.time() + self.timeout_keep_alive
         if self.pending_upgrade is None:
             self.flow.resume_reading()
+
+    # -- response bytes --------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Every byte of a response goes out through here. While pipelined requests wait
+        behind the one being answered, its response is held, and the batch's responses go out
+        in one write when the last one is complete (one send() instead of one per response).
+        Held bytes never wait long: at _HOLD_MAX they are written, and at the end of a loop
+        pass in which no response was completed (the app waits on something) too."""
+        held = self.held
+        if held is None:
+            if not self.pipeline:
+                self.transport.write(data)
+                return
+            held = self.held = []
+            self.held_bytes = 0
+            if not self.hold_check_due:
+                self.hold_check_due = True
+                self.held_mark = self.responses
+                self.loop.call_soon(self._hold_check)
+        held.append(data if type(data) is bytes else bytes(data))
+        self.held_bytes += len(data)
+        if self.held_bytes >= _HOLD_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the held responses (before anything else reaches the transport)."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def _hold_check(self) -> None:
+        # Runs after the tasks the loop pass that scheduled it had queued (the next request's
+        # first step among them).
+        self.hold_check_due = False
+        if self.held is None:
+            return
+        if self.responses == self.held_mark:
+            self.flush()  # no response completed since the last check: nothing to wait for
+        else:
+            self.hold_check_due = True
+            self.held_mark = self.responses
+            self.loop.call_soon(self._hold_check)
 
     def _expect_head(self) -> None:
         self.head_bytes = 0
@@ -451,14 +535,22 @@ class HttpProtocol(BufferedOnly):
         """The deadline passed: a request head took too long, or keep-alive idled out."""
         self.deadline = 0.0
         if not self.transport.is_closing():
+            self.flush()
             self.transport.close()
 
     def shutdown(self) -> None:
         """Graceful stop: close idle connections; finish the response in flight, then close."""
         if self.running is None or self.running.response_complete:
+            self.flush()
             self.transport.close()
         else:
             self.running.keep_alive = False
+
+
+class HttpProtocol(_Http, BufferedOnly):
+    """What the transport talks to (asyncio's loop wants a BufferedProtocol instance)."""
+
+    __slots__ = ()
 
 
 class _Refusal(Exception):
@@ -512,7 +604,7 @@ class RequestResponseCycle:
     def __init__(
         self,
         scope: dict[str, Any],
-        protocol: HttpProtocol,
+        protocol: _Http,
         keep_alive: bool,
         expect_100_continue: bool,
     ) -> None:
@@ -521,7 +613,10 @@ class RequestResponseCycle:
         self.transport = protocol.transport
         self.flow = protocol.flow
         self.default_headers = protocol.server_state.default_headers
-        self.message_event = asyncio.Event()
+        self.loop = protocol.loop
+        # What receive() awaits when it must wait (for body bytes, or for the client to go or
+        # the response to end), made only then; wake() resolves it.
+        self.waiter: asyncio.Future[None] | None = None
         self.disconnected = False
         self.keep_alive = keep_alive
         self.waiting_for_100_continue = expect_100_continue
@@ -534,6 +629,8 @@ class RequestResponseCycle:
         self.expected_content_length = 0
         self.status = 0
         self.no_body = False
+        # An http.response.start's head, until the first body message decides its framing.
+        self._head: list[bytes] | None = None
         # --metrics: when the request's head was complete (loop time), for its duration.
         self.stats = protocol.server_state.stats
         # Durations on a fine clock: uvloop's loop.time() is the pass's cached millisecond.
@@ -552,7 +649,7 @@ class RequestResponseCycle:
                 self._head = None
                 self._send_500()
             else:
-                self.transport.close()
+                self._close()
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -563,40 +660,60 @@ class RequestResponseCycle:
                 self._send_500()
             elif not self.response_complete and not self.disconnected:
                 logger.error("ASGI callable returned without completing response.")
-                self.transport.close()
+                self._close()
         finally:
             self.protocol = None  # type: ignore[assignment]
 
     def _send_500(self) -> None:
         if self.disconnected or self.transport.is_closing():
             return
-        self.transport.write(
-            http11.simple_response(500, b"Internal Server Error", self.default_headers)
-        )
-        self.transport.close()
+        self._write(http11.simple_response(500, b"Internal Server Error", self.default_headers))
+        self._close()
         self.response_started = self.response_complete = True
         if self.stats is not None:
             self.stats.http_response(500, time.perf_counter() - self.started_at)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> Awaitable[None]:
+        """ASGI send(). A response start or body that can go out now is handled during the
+        call, which then returns SENT, an awaitable already complete: no coroutine per message
+        (the bench app's GET: -2,200 instructions a request). An error it meets is raised where
+        the app awaits, as from a coroutine. Everything else (writing paused, the client gone,
+        pathsend) runs in the _send() coroutine."""
+        if type(message) is dict and not self.flow.write_paused and not self.disconnected:
+            try:
+                message_type = message["type"]
+                if message_type != "http.response.pathsend":
+                    self._send_message(message, message_type)
+                    return SENT
+            except Exception as exc:
+                return _raising(exc)
+        return self._send(message)
+
+    async def _send(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
             raise ClientDisconnected
+        if self._send_message(message if type(message) is dict else dict(message), message_type):
+            await self._pathsend(message)
+
+    def _send_message(self, message: dict[str, Any], message_type: Any) -> bool:
+        """The part of send() that never waits: checks the message against the response's
+        state and writes what it can. True for an http.response.pathsend, which the caller
+        then awaits (_pathsend)."""
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected 'http.response.start', got '{message_type}'.")
             self._start(message)
-            return
+            return False
         if self.response_complete:
             raise RuntimeError(
                 f"Unexpected ASGI message '{message_type}' after response completed."
             )
         if message_type != "http.response.body":
             if message_type == "http.response.pathsend":
-                await self._pathsend(message)
-                return
+                return True
             raise RuntimeError(
                 f"Expected 'http.response.body' or 'http.response.pathsend', got '{message_type}'."
             )
@@ -608,24 +725,25 @@ class RequestResponseCycle:
             # goes out with a content-length, in one write.
             self._end_head(head, None if more_body else len(body))
             if self.no_body or not body or self.chunked_encoding:
-                self.transport.write(b"".join(head))
+                self._write(b"".join(head))
             else:
                 self._count(len(body))
                 head.append(body)
                 body = b""
-                self.transport.write(b"".join(head))
+                self._write(b"".join(head))
         if self.no_body:
             pass
         elif self.chunked_encoding:
             if body:
-                self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+                self._write(b"%x\r\n%b\r\n" % (len(body), body))
             if not more_body:
-                self.transport.write(b"0\r\n\r\n")
+                self._write(b"0\r\n\r\n")
         elif body:
             self._count(len(body))
-            self.transport.write(body)
+            self._write(body)
         if not more_body:
             self._complete()
+        return False
 
     def _end_head(self, head: list[bytes], length: int | None) -> None:
         """Add the framing headers to the head (``length``: the whole body's, if known)."""
@@ -651,7 +769,7 @@ class RequestResponseCycle:
         if self.expected_content_length > 0 and not self.no_body:
             raise RuntimeError("Response content shorter than Content-Length")
         self.response_complete = True
-        self.message_event.set()
+        self.wake()
         if self.stats is not None:
             self.stats.http_response(self.status, time.perf_counter() - self.started_at)
         if self.protocol.access_log:
@@ -664,7 +782,7 @@ class RequestResponseCycle:
                 self.status,
             )
         if not self.keep_alive:
-            self.transport.close()
+            self._close()
         self.protocol.on_response_complete()
 
     async def _pathsend(self, message: dict[str, Any]) -> None:
@@ -692,7 +810,7 @@ class RequestResponseCycle:
                         f"is not the size of {path!r} ({size} bytes)."
                     )
                 self._end_head(head, size)
-                self.transport.write(b"".join(head))
+                self._write(b"".join(head))
             if not self.no_body and size:
                 if not self.chunked_encoding:
                     self._count(size)
@@ -713,13 +831,14 @@ class RequestResponseCycle:
             offset += len(chunk)
             await self._wait_writable()
             if self.chunked_encoding:
-                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
-                self.transport.write(chunk)
+                self._write(chunk)
         if self.chunked_encoding:
-            self.transport.write(b"0\r\n\r\n")
+            self._write(b"0\r\n\r\n")
 
     async def _sendfile(self, file: Any, size: int) -> None:
+        self.protocol.flush()  # what is held goes first: sendfile() writes to the socket itself
         transport = self.transport
         sock = transport.get_extra_info("socket")
         out_fd = -1 if sock is None else sock.fileno()
@@ -762,7 +881,20 @@ class RequestResponseCycle:
         if self.disconnected or self.transport.is_closing():
             raise ClientDisconnected
 
-    _head: list[bytes] | None = None
+    def _write(self, data: bytes) -> None:
+        """Response bytes, through the connection's writer (HttpProtocol.write: held behind
+        pipelined requests) while the app runs; straight to the transport after."""
+        protocol = self.protocol
+        if protocol is None:
+            self.transport.write(data)
+        else:
+            protocol.write(data)
+
+    def _close(self) -> None:
+        """End the connection after what was written (held responses included)."""
+        if self.protocol is not None:
+            self.protocol.flush()
+        self.transport.close()
 
     def _count(self, n: int) -> None:
         if self.expected_content_length >= 0:
@@ -817,22 +949,32 @@ class RequestResponseCycle:
     async def receive(self) -> dict[str, Any]:
         if self.waiting_for_100_continue and not self.disconnected:
             if not self.transport.is_closing():
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.protocol.flush()  # the client waits for it before it sends the body
             self.waiting_for_100_continue = False
         if not self.disconnected and not self.response_complete:
             self.flow.resume_reading()
             # Wait for body bytes, or, once the whole body was delivered, for the client to go
             # or the response to end (ASGI: then http.disconnect).
             if (self.more_body and not self.body) or self.request_complete:
-                await self.message_event.wait()
-                self.message_event.clear()
+                waiter = self.waiter = self.loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self.waiter = None
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         message = {"type": "http.request", "body": self.body, "more_body": self.more_body}
         self.body = b""
         self.request_complete = not self.more_body
-        self.message_event.clear()  # everything buffered so far is in this message
         return message
+
+    def wake(self) -> None:
+        """Something receive() may be waiting for happened (body bytes, the body's end, the
+        client gone, the response complete)."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 _NO_SETTINGS: dict[str, Any] = {}  # the value of an extension that has no settings

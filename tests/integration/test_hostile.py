@@ -164,7 +164,25 @@ async def fd_baseline(sp: Any) -> int:
     await conn.read_close()
     await conn.close()
     await asyncio.sleep(0.3)
-    return fd_count(sp.proc.pid)
+    return await settled_fd_count(sp.proc.pid)
+
+
+async def settled_fd_count(pid: int) -> int:
+    """The server's descriptors once they stop changing. A burst of accepts (the readiness
+    probe's connections can start one) leaves dups of the listening socket open until
+    fastws.accept.CALM_TICKS quiet ticks have passed; a baseline taken before they close
+    counts them, and a later check of it would then miss as many descriptors."""
+    from fastws import accept
+
+    calm_s = accept.CALM_TICKS * 0.1 + 0.3
+    deadline = time.monotonic() + 2 * calm_s + 1.0
+    count, since = fd_count(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < calm_s:
+        await asyncio.sleep(0.1)
+        now = fd_count(pid)
+        if now != count:
+            count, since = now, time.monotonic()
+    return count
 
 
 async def echo_round_trip_s(port: int, text: str = "still here") -> float:
@@ -546,7 +564,7 @@ async def fd_baseline_plain(sp: Any) -> int:
     await within(reader.read(), 5.0)
     writer.close()
     await asyncio.sleep(0.3)
-    return fd_count(sp.proc.pid)
+    return await settled_fd_count(sp.proc.pid)
 
 
 @pytest.mark.timeout(60)

@@ -2,9 +2,10 @@
 
 `codec` is parametrised over the pure-Python twin (fastws._speedups_py) and the compiled module
 (fastws._speedups); `protocol` over fastws/ws/protocol.py run as plain Python and its compiled
-module. A missing compiled module skips its half of the run, unless FASTWS_REQUIRE_EXTENSIONS is
-set (as in CI), where the test fails instead. `FakeTransport` stands in for asyncio's socket
-transport and records what a protocol does to it; `loop` is a fresh event loop per test.
+module, `http_protocol` the same for fastws/http/protocol.py. A missing compiled module skips
+its half of the run, unless FASTWS_REQUIRE_EXTENSIONS is set (as in CI), where the test fails
+instead. `FakeTransport` stands in for asyncio's socket transport and records what a protocol
+does to it; `loop` is a fresh event loop per test.
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ def both_codecs() -> tuple[ModuleType, ModuleType]:
 
 
 PROTOCOL_SOURCE = Path(__file__).resolve().parents[2] / "fastws" / "ws" / "protocol.py"
+HTTP_PROTOCOL_SOURCE = PROTOCOL_SOURCE.parents[1] / "http" / "protocol.py"
 
 
 @functools.cache
-def pure_protocol() -> ModuleType:
-    """fastws/ws/protocol.py run as plain Python, beside the compiled module (loaded once)."""
+def pure_protocol(source: Path = PROTOCOL_SOURCE) -> ModuleType:
+    """fastws/ws/protocol.py (or another compiled module's ``source``) run as plain Python,
+    beside the compiled module (loaded once)."""
     importlib.import_module("fastws.ws.frames")  # the package and codec, chosen as configured
-    spec = importlib.util.spec_from_file_location("fastws.ws._protocol_source", PROTOCOL_SOURCE)
+    name = f"fastws.{source.parent.name}._{source.stem}_source"
+    spec = importlib.util.spec_from_file_location(name, source)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     saved = os.environ.pop("FASTWS_REQUIRE_EXTENSIONS", None)  # it asks for the compiled build
@@ -86,6 +90,19 @@ def load_protocol(name: str) -> ModuleType:
 def protocol(request: pytest.FixtureRequest) -> ModuleType:
     """One build of fastws.ws.protocol; every test using it runs once per build."""
     return load_protocol(request.param)
+
+
+@pytest.fixture(params=["python", "cython"], scope="module")
+def http_protocol(request: pytest.FixtureRequest) -> ModuleType:
+    """One build of fastws.http.protocol; every test using it runs once per build."""
+    if request.param == "python":
+        return pure_protocol(HTTP_PROTOCOL_SOURCE)
+    module = importlib.import_module("fastws.http.protocol")
+    if not module.COMPILED:
+        if _require_extensions():
+            pytest.fail("fastws.http.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS)")
+        pytest.skip("fastws.http.protocol not compiled here (make build); the pure run covers it")
+    return module
 
 
 @pytest.fixture

@@ -285,3 +285,28 @@ def test_protocol_runs_its_source_with_no_extensions():
 def test_protocol_is_compiled_when_built(both_codecs):
     assert _protocol_build() == "True .so"
     assert _protocol_build(FASTWS_REQUIRE_EXTENSIONS="1") == "True .so"
+
+
+def _sources_build(**env: str) -> str:
+    # Each module of fastws.COMPILED_SOURCES: the suffix of the file it was imported from.
+    return _in_child(
+        "import fastws, importlib, pathlib;"
+        "print(' '.join(pathlib.Path(importlib.import_module(m).__file__).suffix"
+        " for m in fastws.COMPILED_SOURCES))",
+        **env,
+    )
+
+
+def test_every_compiled_source_runs_as_python_with_no_extensions():
+    import fastws
+
+    assert _sources_build(FASTWS_NO_EXTENSIONS="1") == " ".join(
+        [".py"] * len(fastws.COMPILED_SOURCES)
+    )
+
+
+def test_every_compiled_source_is_compiled_when_built(both_codecs):
+    import fastws
+
+    assert "fastws.http.protocol" in fastws.COMPILED_SOURCES
+    assert _sources_build() == " ".join([".so"] * len(fastws.COMPILED_SOURCES))

@@ -1,0 +1,14 @@
+# Compiled build of http11.py (Cython pure-Python mode): the per-header loops with typed
+# locals, and the check of a header value as a C loop over its bytes.
+
+cimport cython
+
+
+@cython.locals(c=cython.uchar)
+cdef bint _bad_value(bytes value) except -1
+
+@cython.locals(out=list, good=set)
+cpdef list _checked(object headers, list parts)
+
+@cython.locals(parts=list, checked=list, names=set)
+cpdef tuple start_head(object status, object headers, list defaults)

@@ -146,6 +146,9 @@ def split_host_port(value: str) -> tuple[str, int]:
     return value, 0
 
 
+_VERDICTS_MAX = 4096  # peers whose verdict the middleware remembers
+
+
 class ProxyHeadersMiddleware:
     """Rewrites ``client`` and ``scheme`` from forwarding headers sent by trusted peers.
 
@@ -157,6 +160,9 @@ class ProxyHeadersMiddleware:
     def __init__(self, app: ASGI3App, trusted_hosts: str | Iterable[str] = "127.0.0.1") -> None:
         self.app = app
         self.trusted_hosts = TrustedHosts(trusted_hosts)
+        # Peer address -> whether it is trusted, read with one dict lookup per request (the
+        # middleware is on by default, so this is on every request's path); bounded.
+        self._verdicts: dict[Any, bool] = {}
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine itself: it returns the app's, so that every resumption of the app
@@ -164,9 +170,24 @@ class ProxyHeadersMiddleware:
         scope_type = scope["type"]
         if scope_type == "http" or scope_type == "websocket":
             client = scope.get("client")
-            if client is not None and client[0] in self.trusted_hosts:
-                self._apply_headers(scope, scope_type)
+            if client is not None:
+                trusted = self._verdicts.get(client[0])
+                if trusted is None:
+                    trusted = self._verdict(client[0])
+                if trusted:
+                    self._apply_headers(scope, scope_type)
         return self.app(scope, receive, send)
+
+    def _verdict(self, host: Any) -> bool:
+        trusted = host in self.trusted_hosts
+        verdicts = self._verdicts
+        if len(verdicts) >= _VERDICTS_MAX:
+            verdicts.clear()
+        try:
+            verdicts[host] = trusted
+        except TypeError:  # an unhashable host from a hand-made scope: asked each time
+            pass
+        return trusted
 
     def _apply_headers(self, scope: Scope, scope_type: str) -> None:
         proto: bytes | None = None

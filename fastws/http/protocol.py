@@ -479,7 +479,7 @@ class _Http:
                 self._upgrade(rest)
                 return
             self.deadline = self.loop.time() + self.timeout_keep_alive
-        if self.pending_upgrade is None:
+        if self.pending_upgrade is None and self.flow.read_paused:
             self.flow.resume_reading()
 
     # -- response bytes --------------------------------------------------------------------

@@ -183,3 +183,30 @@ def test_parse_trusted_hosts_strips_and_drops_empty_items() -> None:
 )
 def test_split_host_port(value: str, expected: tuple[str, int]) -> None:
     assert split_host_port(value) == expected
+
+
+def test_remembered_verdicts_are_bounded_and_stay_right() -> None:
+    import fastws.proxy_headers as proxy
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"])
+
+    middleware = ProxyHeadersMiddleware(app, "10.0.0.0/8")
+
+    async def run_all() -> None:
+        for i in range(proxy._VERDICTS_MAX + 100):
+            # Alternate trusted and untrusted peers; each forwards the same client.
+            host = f"10.0.{i // 256 % 256}.{i % 256}" if i % 2 else f"198.51.{i // 256}.{i % 256}"
+            scope = make_scope(client=(host, 1), headers=FORWARDED)
+            await middleware(scope, None, None)  # type: ignore[arg-type]
+            assert len(middleware._verdicts) <= proxy._VERDICTS_MAX
+        # Asked again after the clear: the verdicts are recomputed, not lost.
+        await middleware(make_scope(client=("10.1.2.3", 1), headers=FORWARDED), None, None)  # type: ignore[arg-type]
+        await middleware(make_scope(client=("198.51.1.1", 1), headers=FORWARDED), None, None)  # type: ignore[arg-type]
+
+    asyncio.run(run_all())
+    forwarded = [c for c in seen if c == ("203.0.113.7", 0)]
+    assert len(forwarded) == (proxy._VERDICTS_MAX + 100) // 2 + 1
+    assert seen[-1] == ("198.51.1.1", 1)

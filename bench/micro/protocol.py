@@ -156,6 +156,8 @@ async def run_requests(requests: int, batch: int) -> float:
     transport.closing = True
     http.connection_lost(None)
     await asyncio.sleep(0)
+    if state.tasks:
+        raise SystemExit(f"leaked: {len(state.tasks)} request tasks still registered")
     return elapsed / sent
 
 

@@ -72,6 +72,7 @@ cdef class RequestResponseCycle:
     cdef public object flow
     cdef public list default_headers
     cdef public object loop
+    cdef public object task
     cdef public object waiter
     cdef public bint disconnected
     cdef public bint keep_alive

@@ -89,6 +89,7 @@ def test_a_pipelined_batch_is_answered_in_one_write(http_protocol, loop, connect
     assert len(transport.writes) == 1
     assert bodies(transport.written) == [p.encode() for p in paths]
     assert protocol.held is None
+    assert not protocol.server_state.tasks  # each request's task has left the set itself
 
 
 def test_a_request_with_nothing_behind_it_is_written_at_once(http_protocol, loop, connect):
@@ -137,3 +138,24 @@ def test_held_responses_go_out_before_a_close(http_protocol, loop, connect):
     assert bodies(transport.written) == [b"/a", b"/b", b"/c"]
     assert transport.calls.count("close") == 1
     assert protocol.held is None
+
+
+def test_request_tasks_leave_the_server_set_however_the_app_ends(http_protocol, loop, connect):
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/raise":
+            raise ValueError("app bug")
+        if scope["path"] == "/cancel":
+            raise asyncio.CancelledError
+        await path_app(scope, receive, send)
+
+    protocol, transport = connect(http_protocol, loop, app)
+    feed(protocol, get("/ok"))
+    run_passes(loop, 5)
+    feed(protocol, get("/raise"))
+    run_passes(loop, 5)
+    assert b" 500 " in transport.writes[-1]
+    assert not protocol.server_state.tasks
+    protocol2, _ = connect(http_protocol, loop, app)
+    feed(protocol2, get("/cancel"))
+    run_passes(loop, 5)
+    assert not protocol2.server_state.tasks

@@ -52,7 +52,6 @@ def both_codecs() -> tuple[ModuleType, ModuleType]:
 
 
 PROTOCOL_SOURCE = Path(__file__).resolve().parents[2] / "fastws" / "ws" / "protocol.py"
-HTTP_PROTOCOL_SOURCE = PROTOCOL_SOURCE.parents[1] / "http" / "protocol.py"
 
 
 @functools.cache
@@ -74,15 +73,17 @@ def pure_protocol(source: Path = PROTOCOL_SOURCE) -> ModuleType:
     return module
 
 
-def load_protocol(name: str) -> ModuleType:
-    """fastws.ws.protocol as "python" (the source run as is) or "cython" (the compiled module)."""
+def load_protocol(name: str, module_name: str = "fastws.ws.protocol") -> ModuleType:
+    """A module compiled from its own source (fastws.ws.protocol unless told) as "python" (the
+    source run as is) or "cython" (the compiled module)."""
     if name == "python":
-        return pure_protocol()
-    module = importlib.import_module("fastws.ws.protocol")
+        source = PROTOCOL_SOURCE.parents[1].joinpath(*module_name.split(".")[1:])
+        return pure_protocol(source.with_suffix(".py"))
+    module = importlib.import_module(module_name)
     if not module.COMPILED:
         if _require_extensions():
-            pytest.fail("fastws.ws.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS)")
-        pytest.skip("fastws.ws.protocol not compiled here (make build); the pure run covers it")
+            pytest.fail(f"{module_name} is not compiled (FASTWS_REQUIRE_EXTENSIONS)")
+        pytest.skip(f"{module_name} not compiled here (make build); the pure run covers it")
     return module
 
 
@@ -95,14 +96,7 @@ def protocol(request: pytest.FixtureRequest) -> ModuleType:
 @pytest.fixture(params=["python", "cython"], scope="module")
 def http_protocol(request: pytest.FixtureRequest) -> ModuleType:
     """One build of fastws.http.protocol; every test using it runs once per build."""
-    if request.param == "python":
-        return pure_protocol(HTTP_PROTOCOL_SOURCE)
-    module = importlib.import_module("fastws.http.protocol")
-    if not module.COMPILED:
-        if _require_extensions():
-            pytest.fail("fastws.http.protocol is not compiled (FASTWS_REQUIRE_EXTENSIONS)")
-        pytest.skip("fastws.http.protocol not compiled here (make build); the pure run covers it")
-    return module
+    return load_protocol(request.param, "fastws.http.protocol")
 
 
 @pytest.fixture

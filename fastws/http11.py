@@ -87,7 +87,9 @@ def check_headers(headers: Iterable[Any]) -> Headers:
 
 
 def _checked(headers: Iterable[Any], parts: list[bytes] | None) -> Headers:
-    # One pass: check each header and, given ``parts``, append its line too.
+    # One pass: check each header and, given ``parts``, append its line too. A pair that is
+    # already a tuple of a lowercase name and a value in bytes is kept as it is: no lower()
+    # (a new name whose hash is computed again), no new tuple.
     out = []
     good = _GOOD_NAMES
     for pair in headers:
@@ -97,9 +99,13 @@ def _checked(headers: Iterable[Any], parts: list[bytes] | None) -> Headers:
             raise RuntimeError(
                 f"Invalid HTTP header {pair!r}: expected a (name, value) pair."
             ) from None
+        same = type(pair) is tuple
         if type(name) is not bytes:
             name = _as_bytes(name, "name", name)
-        name = name.lower()
+            same = False
+        if _has_upper(name):
+            name = name.lower()
+            same = False
         if name not in good:
             if _TOKEN.fullmatch(name) is None:
                 raise RuntimeError(
@@ -110,15 +116,29 @@ def _checked(headers: Iterable[Any], parts: list[bytes] | None) -> Headers:
                 good.add(name)
         if type(value) is not bytes:
             value = _as_bytes(value, "value", name)
+            same = False
         if _bad_value(value):
             raise RuntimeError(
                 f"Invalid HTTP header value for {name!r}: CR, LF, NUL or another control "
                 "character (RFC 9110 §5.5)."
             )
-        out.append((name, value))
+        out.append(pair if same else (name, value))
         if parts is not None:
-            parts += (name, b": ", value, b"\r\n")
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
     return out
+
+
+def _has_upper(name: bytes) -> bool:
+    """Whether ``name`` has an uppercase ASCII letter (a C loop when compiled)."""
+    if COMPILED:
+        for c in name:
+            if 0x41 <= c <= 0x5A:
+                return True
+        return False
+    return not name.islower() and name != name.lower()
 
 
 def _bad_value(value: bytes) -> bool:
@@ -149,10 +169,15 @@ def start_head(status: Any, headers: Any, defaults: Headers) -> tuple[list[bytes
             parts += (name, b": ", value, b"\r\n")
         return parts, []
     checked = _checked(headers, parts)
-    names = {name for name, _ in checked}
-    for name, value in defaults:
-        if name not in names:
-            parts += (name, b": ", value, b"\r\n")
+    for default in defaults:
+        name = default[0]
+        # A few defaults (date, server, --header) against a few app headers: comparing the
+        # names costs less than a set of the app's names.
+        for pair in checked:
+            if pair[0] == name:
+                break
+        else:
+            parts += (name, b": ", default[1], b"\r\n")
     return parts, checked
 
 

@@ -3,6 +3,8 @@
 # the transport, httptools' parser, the loop (call_later, tasks) or the app calls stays a
 # Python method in protocol.py.
 
+cimport cython
+
 cdef class RequestResponseCycle
 
 
@@ -54,6 +56,7 @@ cdef class _Http:
     cdef long long held_mark
     cdef bint hold_check_due
 
+    @cython.locals(url=bytes, raw_path=bytes, query=bytes, query_at=Py_ssize_t, path=str)
     cdef _fill_path(self)
     cdef _run(self, RequestResponseCycle cycle, object app)
     cdef _refuse(self, int status, str reason)
@@ -99,3 +102,7 @@ cdef class RequestResponseCycle:
     cdef _start(self, dict message)
     cdef bint _send_message(self, dict message, object message_type) except -1
     cpdef wake(self)
+
+
+cdef object _content_length(bytes value)
+cdef bint _is_chunked(bytes value) except -1

@@ -78,6 +78,7 @@ cdef class Wakeups:
 
 
 cdef _run(object callback, object context, object future, object loop)
+cpdef object app_task(object loop, object coro, str name)
 
 
 cdef class _WebSocket(Session):

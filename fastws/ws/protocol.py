@@ -277,7 +277,7 @@ class _WebSocket(Session):
             call = _raising(exc)
         if not asyncio.iscoroutine(call):
             call = _awaiting(call)
-        self.task = task = self.loop.create_task(call)
+        self.task = task = app_task(self.loop, call, "fastws.websocket")
         self.server_state.tasks.add(task)
         task.add_done_callback(self._app_done)
 
@@ -1086,6 +1086,21 @@ class _Sent:
 
 collections.abc.Coroutine.register(_Sent)
 SENT = _Sent()
+
+
+def app_task(loop: asyncio.AbstractEventLoop, coro: Any, name: str) -> asyncio.Task[Any]:
+    """The task that runs an app call (an HTTP request's cycle, a WebSocket's session).
+
+    Where the loop has no task factory, asyncio.Task itself, named: the task loop.create_task()
+    would make, without Python 3.11 formatting a "Task-N" name for each (1,450 instructions per
+    HTTP request, callgrind). A task factory someone set is used as it is.
+    """
+    if loop.get_task_factory() is None:
+        return _Task(coro, loop=loop, name=name)
+    return loop.create_task(coro, name=name)
+
+
+_Task = asyncio.Task
 
 
 # In the mode that runs the app at once, every _SAMPLE_EVERY-th read goes through a batch

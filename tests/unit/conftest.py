@@ -99,6 +99,12 @@ def http_protocol(request: pytest.FixtureRequest) -> ModuleType:
     return load_protocol(request.param, "fastws.http.protocol")
 
 
+@pytest.fixture(params=["python", "cython"], scope="module")
+def http11_build(request: pytest.FixtureRequest) -> ModuleType:
+    """One build of fastws.http11; every test using it runs once per build."""
+    return load_protocol(request.param, "fastws.http11")
+
+
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     """A new event loop; tasks still running at the end are cancelled before it closes."""

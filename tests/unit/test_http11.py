@@ -99,3 +99,41 @@ def test_check_token_for_subprotocols():
     assert http11.check_token("graphql-ws") == "graphql-ws"
     for bad in ("", "a b", "a\r\n", "caf\u00e9", "a,b"):
         assert http11.check_token(bad) is None
+
+
+# -- both builds (the compiled one checks names and values in C loops) ---------------------
+
+
+def test_start_head_keeps_checked_pairs_and_lowercases_the_rest(http11_build):
+    kept = (b"content-type", b"text/plain")
+    listed = [b"x-list", b"1"]
+    head, checked = http11_build.start_head(
+        201, [kept, (b"X-Mixed", b"2"), ("x-str", "3"), listed], DEFAULTS
+    )
+    assert checked == [kept, (b"x-mixed", b"2"), (b"x-str", b"3"), (b"x-list", b"1")]
+    assert checked[0] is kept  # already lowercase bytes in a tuple: not rebuilt
+    assert all(type(pair) is tuple for pair in checked)
+    assert b"".join(head) == (
+        b"HTTP/1.1 201 Created\r\ncontent-type: text/plain\r\nx-mixed: 2\r\nx-str: 3\r\n"
+        b"x-list: 1\r\ndate: Tue, 01 Dec 2026 00:00:00 GMT\r\nserver: fastws\r\n"
+    )
+
+
+def test_start_head_an_app_header_replaces_the_default_of_that_name(http11_build):
+    head, _ = http11_build.start_head(200, [(b"Server", b"mine"), (b"x-a", b"1")], DEFAULTS)
+    joined = b"".join(head)
+    assert joined.count(b"server:") == 1 and b"server: mine\r\n" in joined
+    assert b"date: Tue, 01 Dec 2026" in joined
+    head, checked = http11_build.start_head(200, [], DEFAULTS)
+    assert checked == [] and b"".join(head).endswith(b"server: fastws\r\n")
+
+
+@pytest.mark.parametrize("name", [b"X-Ok", b"ALLCAPS", b"a-Z", b"z9-Q"])
+def test_uppercase_anywhere_in_a_name_is_lowercased(http11_build, name):
+    assert http11_build._checked([(name, b"v")], None) == [(name.lower(), b"v")]
+
+
+@pytest.mark.parametrize("value", [b"a\rb", b"\x00", b"\x7f", b"ok\n"], ids=repr)
+def test_both_builds_refuse_control_characters(http11_build, value):
+    with pytest.raises(RuntimeError, match="x-v"):
+        http11_build.start_head(200, [(b"X-V", value)], DEFAULTS)

@@ -146,6 +146,12 @@ class FakeTransport(asyncio.Transport):
     def written(self) -> bytes:
         return b"".join(self.writes)
 
+    def feed(self, data: bytes) -> None:
+        """Hands ``data`` to the protocol as uvloop does: get_buffer(), then buffer_updated()."""
+        buf = self.protocol.get_buffer(-1)
+        buf[: len(data)] = data
+        self.protocol.buffer_updated(len(data))
+
     def write(self, data: Any) -> None:
         assert not self.closing, "write() after close()"
         self.writes.append(bytes(data))
@@ -220,3 +226,26 @@ class FakeTransport(asyncio.Transport):
 def fake_transport() -> type[FakeTransport]:
     """The FakeTransport class (tests/unit is no package: its modules cannot import this one)."""
     return FakeTransport
+
+
+@pytest.fixture
+def http_connect() -> Any:
+    """http_connect(module, loop, app, **config): (HttpProtocol of that build, its FakeTransport).
+
+    The connection is made; config overrides the quiet defaults (no access log, no lifespan).
+    """
+    from fastws.config import Config
+    from fastws.transport import ServerState
+    from fastws.ws.protocol import Wakeups
+
+    def connect(module: Any, loop: asyncio.AbstractEventLoop, app: Any, **config: Any) -> Any:
+        settings: dict[str, Any] = {"access_log": False, "log_level": "warning", "lifespan": "off"}
+        cfg = Config(app, **(settings | config))
+        cfg.load()
+        protocol = module.HttpProtocol(cfg, ServerState(Wakeups()), {}, loop)
+        transport = FakeTransport(loop)
+        transport.protocol = protocol
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    return connect

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from types import ModuleType
 from typing import Any
 
 import pytest
-
-from fastws.config import Config
-from fastws.transport import ServerState
-from fastws.ws.protocol import Wakeups
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,34 +29,6 @@ async def path_app(scope: Any, receive: Any, send: Any) -> None:
     body = b"x" * int(path[5:]) if path.startswith("/big/") else path.encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
-
-
-@pytest.fixture
-def connect(fake_transport: type) -> Any:
-    """connect(module, loop, app=path_app): an HttpProtocol of that build on a FakeTransport."""
-
-    def make(module: ModuleType, loop: asyncio.AbstractEventLoop, app: Any = path_app) -> Any:
-        return _connect(module, loop, app, fake_transport)
-
-    return make
-
-
-def _connect(
-    module: ModuleType, loop: asyncio.AbstractEventLoop, app: Any, fake_transport: type
-) -> tuple[Any, Any]:
-    config = Config(app, access_log=False, log_level="warning", lifespan="off")
-    config.load()
-    protocol = module.HttpProtocol(config, ServerState(Wakeups()), {}, loop)
-    transport = fake_transport(loop)
-    transport.protocol = protocol
-    protocol.connection_made(transport)
-    return protocol, transport
-
-
-def feed(protocol: Any, data: bytes) -> None:
-    buf = protocol.get_buffer(-1)
-    buf[: len(data)] = data
-    protocol.buffer_updated(len(data))
 
 
 def run_passes(loop: asyncio.AbstractEventLoop, n: int = 50) -> None:
@@ -81,10 +48,10 @@ def bodies(written: bytes) -> list[bytes]:
     return out
 
 
-def test_a_pipelined_batch_is_answered_in_one_write(http_protocol, loop, connect):
-    protocol, transport = connect(http_protocol, loop)
+def test_a_pipelined_batch_is_answered_in_one_write(http_protocol, loop, http_connect):
+    protocol, transport = http_connect(http_protocol, loop, path_app)
     paths = [f"/r{i}" for i in range(16)]
-    feed(protocol, b"".join(get(p) for p in paths))
+    transport.feed(b"".join(get(p) for p in paths))
     run_passes(loop)
     assert len(transport.writes) == 1
     assert bodies(transport.written) == [p.encode() for p in paths]
@@ -92,19 +59,19 @@ def test_a_pipelined_batch_is_answered_in_one_write(http_protocol, loop, connect
     assert not protocol.server_state.tasks  # each request's task has left the set itself
 
 
-def test_a_request_with_nothing_behind_it_is_written_at_once(http_protocol, loop, connect):
-    protocol, transport = connect(http_protocol, loop)
+def test_a_request_with_nothing_behind_it_is_written_at_once(http_protocol, loop, http_connect):
+    protocol, transport = http_connect(http_protocol, loop, path_app)
     for i in range(3):
-        feed(protocol, get(f"/one{i}"))
+        transport.feed(get(f"/one{i}"))
         run_passes(loop, 3)
         assert bodies(transport.written)[-1] == f"/one{i}".encode()
     assert len(transport.writes) == 3
 
 
-def test_held_responses_are_written_at_the_size_bound(http_protocol, loop, connect):
-    protocol, transport = connect(http_protocol, loop)
+def test_held_responses_are_written_at_the_size_bound(http_protocol, loop, http_connect):
+    protocol, transport = http_connect(http_protocol, loop, path_app)
     size = 40_000
-    feed(protocol, b"".join(get(f"/big/{size}") for _ in range(8)))
+    transport.feed(b"".join(get(f"/big/{size}") for _ in range(8)))
     run_passes(loop)
     assert bodies(transport.written) == [b"x" * size] * 8
     # Each write is at most the bound plus the one response that crossed it.
@@ -112,7 +79,7 @@ def test_held_responses_are_written_at_the_size_bound(http_protocol, loop, conne
     assert 1 < len(transport.writes) < 8
 
 
-def test_a_response_is_not_held_behind_an_app_that_waits(http_protocol, loop, connect):
+def test_a_response_is_not_held_behind_an_app_that_waits(http_protocol, loop, http_connect):
     release = asyncio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -120,8 +87,8 @@ def test_a_response_is_not_held_behind_an_app_that_waits(http_protocol, loop, co
             await release.wait()
         await path_app(scope, receive, send)
 
-    protocol, transport = connect(http_protocol, loop, app)
-    feed(protocol, get("/fast") + get("/slow") + get("/after"))
+    protocol, transport = http_connect(http_protocol, loop, app)
+    transport.feed(get("/fast") + get("/slow") + get("/after"))
     run_passes(loop, 10)
     # /slow's app waits: /fast's response went out without waiting for it.
     assert bodies(transport.written) == [b"/fast"]
@@ -130,9 +97,9 @@ def test_a_response_is_not_held_behind_an_app_that_waits(http_protocol, loop, co
     assert bodies(transport.written) == [b"/fast", b"/slow", b"/after"]
 
 
-def test_held_responses_go_out_before_a_close(http_protocol, loop, connect):
-    protocol, transport = connect(http_protocol, loop)
-    feed(protocol, get("/a") + get("/b") + get("/c", "Connection: close\r\n"))
+def test_held_responses_go_out_before_a_close(http_protocol, loop, http_connect):
+    protocol, transport = http_connect(http_protocol, loop, path_app)
+    transport.feed(get("/a") + get("/b") + get("/c", "Connection: close\r\n"))
     run_passes(loop)
     # FakeTransport refuses a write after close(): everything held was written first.
     assert bodies(transport.written) == [b"/a", b"/b", b"/c"]
@@ -140,7 +107,7 @@ def test_held_responses_go_out_before_a_close(http_protocol, loop, connect):
     assert protocol.held is None
 
 
-def test_request_tasks_leave_the_server_set_however_the_app_ends(http_protocol, loop, connect):
+def test_request_tasks_leave_the_server_set_however_the_app_ends(http_protocol, loop, http_connect):
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["path"] == "/raise":
             raise ValueError("app bug")
@@ -148,14 +115,14 @@ def test_request_tasks_leave_the_server_set_however_the_app_ends(http_protocol, 
             raise asyncio.CancelledError
         await path_app(scope, receive, send)
 
-    protocol, transport = connect(http_protocol, loop, app)
-    feed(protocol, get("/ok"))
+    protocol, transport = http_connect(http_protocol, loop, app)
+    transport.feed(get("/ok"))
     run_passes(loop, 5)
-    feed(protocol, get("/raise"))
+    transport.feed(get("/raise"))
     run_passes(loop, 5)
     assert b" 500 " in transport.writes[-1]
     assert not protocol.server_state.tasks
-    protocol2, _ = connect(http_protocol, loop, app)
-    feed(protocol2, get("/cancel"))
+    protocol2, transport2 = http_connect(http_protocol, loop, app)
+    transport2.feed(get("/cancel"))
     run_passes(loop, 5)
     assert not protocol2.server_state.tasks

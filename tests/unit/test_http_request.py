@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from types import ModuleType
 from typing import Any
 
 import httptools
 import pytest
-
-from fastws.config import Config
-from fastws.transport import ServerState
-from fastws.ws.protocol import Wakeups
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -41,23 +36,6 @@ TARGETS = [
 
 def request(target: str) -> bytes:
     return f"GET {target} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
-
-
-def serve(module: ModuleType, loop: Any, app: Any, fake_transport: type, **config: Any) -> Any:
-    settings: dict[str, Any] = {"access_log": False, "log_level": "warning", "lifespan": "off"}
-    cfg = Config(app, **(settings | config))
-    cfg.load()
-    protocol = module.HttpProtocol(cfg, ServerState(Wakeups()), {}, loop)
-    transport = fake_transport(loop)
-    transport.protocol = protocol
-    protocol.connection_made(transport)
-    return protocol, transport
-
-
-def feed(protocol: Any, data: bytes) -> None:
-    buf = protocol.get_buffer(-1)
-    buf[: len(data)] = data
-    protocol.buffer_updated(len(data))
 
 
 def run_passes(loop: asyncio.AbstractEventLoop, n: int = 20) -> None:
@@ -87,13 +65,11 @@ def expected(target: str, root_path: str = "") -> tuple[str, bytes, bytes]:
 
 @pytest.mark.parametrize("root_path", ["", "/api"])
 def test_every_target_form_gives_the_scope_httptools_would(
-    http_protocol, loop, fake_transport, root_path
+    http_protocol, loop, http_connect, root_path
 ):
     seen: list[dict[str, Any]] = []
-    protocol, transport = serve(
-        http_protocol, loop, recorder(seen), fake_transport, root_path=root_path
-    )
-    feed(protocol, b"".join(request(t) for t in TARGETS))
+    protocol, transport = http_connect(http_protocol, loop, recorder(seen), root_path=root_path)
+    transport.feed(b"".join(request(t) for t in TARGETS))
     run_passes(loop)
     assert len(seen) == len(TARGETS)
     for target, scope in zip(TARGETS, seen, strict=True):
@@ -102,11 +78,11 @@ def test_every_target_form_gives_the_scope_httptools_would(
     assert transport.written.count(b"HTTP/1.1 204 ") == len(TARGETS)
 
 
-def test_origin_form_split_by_hand(http_protocol, loop, fake_transport):
+def test_origin_form_split_by_hand(http_protocol, loop, http_connect):
     # Written out, so that this test does not only agree with httptools.
     seen: list[dict[str, Any]] = []
-    protocol, _ = serve(http_protocol, loop, recorder(seen), fake_transport)
-    feed(protocol, request("/a%2Fb/c?x=1?y#z") + request("/") + request("/p?"))
+    protocol, transport = http_connect(http_protocol, loop, recorder(seen))
+    transport.feed(request("/a%2Fb/c?x=1?y#z") + request("/") + request("/p?"))
     run_passes(loop)
     assert [(s["path"], s["raw_path"], s["query_string"]) for s in seen] == [
         ("/a/b/c", b"/a%2Fb/c", b"x=1?y"),
@@ -115,10 +91,10 @@ def test_origin_form_split_by_hand(http_protocol, loop, fake_transport):
     ]
 
 
-def test_each_request_runs_in_its_own_named_task(http_protocol, loop, fake_transport):
+def test_each_request_runs_in_its_own_named_task(http_protocol, loop, http_connect):
     seen: list[dict[str, Any]] = []
-    protocol, _ = serve(http_protocol, loop, recorder(seen), fake_transport)
-    feed(protocol, request("/1") + request("/2"))
+    protocol, transport = http_connect(http_protocol, loop, recorder(seen))
+    transport.feed(request("/1") + request("/2"))
     run_passes(loop)
     tasks = [s["task"] for s in seen]
     assert len(tasks) == 2 and tasks[0] is not tasks[1]
@@ -126,7 +102,7 @@ def test_each_request_runs_in_its_own_named_task(http_protocol, loop, fake_trans
     assert not protocol.tasks
 
 
-def test_a_task_factory_the_app_sets_is_used(http_protocol, loop, fake_transport):
+def test_a_task_factory_the_app_sets_is_used(http_protocol, loop, http_connect):
     made: list[asyncio.Task[Any]] = []
 
     def factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
@@ -135,10 +111,10 @@ def test_a_task_factory_the_app_sets_is_used(http_protocol, loop, fake_transport
         return task
 
     seen: list[dict[str, Any]] = []
-    protocol, transport = serve(http_protocol, loop, recorder(seen), fake_transport)
+    protocol, transport = http_connect(http_protocol, loop, recorder(seen))
     loop.set_task_factory(factory)
     try:
-        feed(protocol, request("/"))
+        transport.feed(request("/"))
         run_passes(loop)
     finally:
         loop.set_task_factory(None)

@@ -42,6 +42,7 @@ cdef class _Http:
     cdef public list headers
     cdef public Py_ssize_t header_bytes
     cdef public dict scope
+    cdef public dict scope_template
     cdef public bint expect_100_continue
     cdef public list connection_tokens
     cdef public int hosts

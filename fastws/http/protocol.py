@@ -97,6 +97,7 @@ class _Http:
         "headers",
         "header_bytes",
         "scope",
+        "scope_template",
         "expect_100_continue",
         "connection_tokens",
         "hosts",
@@ -172,6 +173,7 @@ class _Http:
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.scope: dict[str, Any] = {}
+        self.scope_template: dict[str, Any] = {}  # set in connection_made()
         self.expect_100_continue = False
         self.connection_tokens: list[bytes] = []
         self.hosts = 0  # Host header fields in the request (RFC 9112 §3.2: exactly one)
@@ -195,6 +197,25 @@ class _Http:
         self.flow = FlowControl(self.transport)
         self.server = _addr(transport.get_extra_info("sockname"))
         self.client = _addr(transport.get_extra_info("peername"))
+        # Every request's scope starts as a copy of this: the connection's values, and a
+        # placeholder for each key a request fills in (method and the target's parts are
+        # always set before the app runs, "http_version" when it is not 1.1).
+        self.scope_template = {
+            "type": "http",
+            "asgi": None,
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": None,
+            "root_path": self.root_path,
+            "path": None,
+            "raw_path": None,
+            "query_string": None,
+            "headers": None,
+            "state": None,
+            "extensions": None,
+        }
         self._expect_head()
         if self.trace:
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", _format_client(self.client))
@@ -264,18 +285,14 @@ class _Http:
         self.connection_tokens = []
         self.hosts = 0
         self.upgrade_request = False
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
-            "http_version": "1.1",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "root_path": self.root_path,
-            "headers": self.headers,
-            "state": self.app_state.copy(),
-            "extensions": self.extensions.copy(),
-        }
+        # A copy of the connection's template shares its key table (no inserts, no resize);
+        # only what differs per request is set. The values are new objects every time.
+        scope = self.scope_template.copy()
+        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["headers"] = self.headers
+        scope["state"] = self.app_state.copy()
+        scope["extensions"] = self.extensions.copy()
+        self.scope = scope
 
     def on_url(self, url: bytes) -> None:
         self.url += url

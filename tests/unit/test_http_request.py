@@ -91,6 +91,40 @@ def test_origin_form_split_by_hand(http_protocol, loop, http_connect):
     ]
 
 
+def test_each_request_gets_a_scope_of_its_own(http_protocol, loop, http_connect):
+    # Scopes start as a copy of the connection's template: what one request's app changes
+    # in its scope (keys, and the dicts in it) must not reach the next request's scope.
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append({k: dict(v) if isinstance(v, dict) else v for k, v in scope.items()})
+        scope["asgi"]["version"] = "spoiled"
+        scope["state"]["spoiled"] = True
+        scope["extensions"]["spoiled"] = {}
+        scope["spoiled"] = True
+        scope["client"] = ("10.0.0.1", 1)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = http_connect(http_protocol, loop, app)
+    transport.feed(request("/1") + b"HEAD /2?q HTTP/1.0\r\nHost: test\r\n\r\n")
+    run_passes(loop)
+    assert len(seen) == 2
+    first, second = seen
+    assert set(first) == set(second) == {
+        "type", "asgi", "http_version", "server", "client", "scheme", "method", "root_path",
+        "path", "raw_path", "query_string", "headers", "state", "extensions",
+    }  # fmt: skip
+    assert None not in first.values() and None not in second.values()
+    assert second["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert "spoiled" not in second["state"] and "spoiled" not in second["extensions"]
+    assert second["client"] == ("127.0.0.1", 40000)
+    assert (first["method"], first["http_version"], first["path"]) == ("GET", "1.1", "/1")
+    assert (second["method"], second["http_version"], second["path"]) == ("HEAD", "1.0", "/2")
+    assert second["query_string"] == b"q" and first["query_string"] == b""
+    assert first["headers"] is not second["headers"]
+
+
 def test_each_request_runs_in_its_own_named_task(http_protocol, loop, http_connect):
     seen: list[dict[str, Any]] = []
     protocol, transport = http_connect(http_protocol, loop, recorder(seen))

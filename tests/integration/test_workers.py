@@ -5,7 +5,11 @@ the supervisor) and observed through what clients see and through /proc.
 The app is written to a temporary directory (``--app-dir``) and answers with the pid of the
 worker that served it, so a test can tell the workers apart. ``/block`` and the WebSocket
 handshake hold the worker's event loop for 50 ms, so that concurrent clients spread over
-the workers instead of all landing on whichever one wakes first.
+the workers instead of all landing on whichever one wakes first. While connections queue up,
+a fastws worker accepts up to ``ACCEPTS_PER_PASS`` of them in one loop pass (fastws/accept.py),
+so an HTTP probe for N workers sends N times that many requests at once: the first worker to
+wake cannot take them all. A WebSocket probe holds the loops of the workers it has found
+(``HOLD``), so that the next connections can only go to the others.
 
 The helpers below are also used by test_gunicorn.py and test_reload.py.
 """
@@ -23,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from fastws.accept import ACCEPTS_PER_PASS
 
 from .conftest import (
     HOST,
@@ -74,8 +80,11 @@ async def app(scope, receive, send):
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if message.get("text") == "hold":
+                time.sleep(0.5)
             await send({"type": "websocket.send", "text": message.get("text") or ""})
 """
+HOLD = "hold"  # a text message the WebSocket app echoes after holding its worker's loop 0.5 s
 
 # --------------------------------------------------------------------------------------------
 # helpers (shared with test_gunicorn.py and test_reload.py)
@@ -108,16 +117,20 @@ def http_get(port: int, path: str = "/", timeout_s: float = 5.0) -> tuple[int, s
     return int(head.split(b" ", 2)[1]), body.decode()
 
 
-def serving_pids(port: int, want: int, timeout_s: float = 20.0, path: str = "/block") -> set[int]:
-    """Distinct pids answering ``path``, polled with concurrent requests until ``want`` of them
-    answered (or fail at the deadline)."""
+def serving_pids(
+    port: int, want: int, timeout_s: float = 20.0, path: str = "/block", at_once: int = 0
+) -> set[int]:
+    """Distinct pids answering ``path``, polled with ``at_once`` concurrent requests at a time
+    (default: ``want`` x ACCEPTS_PER_PASS) until ``want`` of them answered (or fail at the
+    deadline)."""
+    at_once = at_once or want * ACCEPTS_PER_PASS
     seen: set[int] = set()
     deadline = time.monotonic() + timeout_s
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
         while len(seen) < want:
             if time.monotonic() > deadline:
                 raise AssertionError(f"only pids {seen} answered within {timeout_s} s")
-            futures = [pool.submit(http_get, port, path) for _ in range(4)]
+            futures = [pool.submit(http_get, port, path) for _ in range(at_once)]
             for future in futures:
                 try:
                     status, body = future.result(timeout=10)
@@ -213,8 +226,10 @@ def worker_children(parent: int) -> set[int]:
 async def websockets_on(
     port: int, pids: Iterable[int], path: str = "/ws", limit: int = 60
 ) -> dict[int, RawConnection]:
-    """Open WebSockets (in batches of four) until one is open on each of ``pids``; the app
-    sends its pid first. Extra connections are closed; returns {pid: connection}."""
+    """Open WebSockets (in batches of ACCEPTS_PER_PASS) until one is open on each of ``pids``;
+    the app sends its pid first. While a batch connects, the loop of every worker already
+    found is held (``HOLD``), so only the others can accept it. Extra connections are closed;
+    returns {pid: connection}."""
     wanted = set(pids)
     found: dict[int, RawConnection] = {}
     opened = 0
@@ -223,7 +238,12 @@ async def websockets_on(
             for conn in found.values():
                 await conn.close()
             raise AssertionError(f"{opened} WebSockets reached only workers {sorted(found)}")
-        batch = await asyncio.gather(*(ws_connect_raw(port, path) for _ in range(4)))
+        held = list(found.values())
+        for conn in held:
+            await conn.send(frame(OP_TEXT, HOLD))
+        if held:
+            await asyncio.sleep(0.05)  # the held workers are asleep by now
+        batch = await asyncio.gather(*(ws_connect_raw(port, path) for _ in range(ACCEPTS_PER_PASS)))
         opened += len(batch)
         for conn in batch:
             first = await conn.read_frame()
@@ -233,6 +253,9 @@ async def websockets_on(
                 await conn.close()
             else:
                 found[pid] = conn
+        for conn in held:  # the echo of HOLD, once the worker wakes up
+            echo = await conn.read_frame()
+            assert echo.payload == HOLD.encode()
     return found
 
 

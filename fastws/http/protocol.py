@@ -286,7 +286,7 @@ class _Http:
         self.hosts = 0
         self.upgrade_request = False
         # A copy of the connection's template shares its key table (no inserts, no resize);
-        # only what differs per request is set. The values are new objects every time.
+        # only what differs per request is set: new dicts and a new headers list each time.
         scope = self.scope_template.copy()
         scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
         scope["headers"] = self.headers

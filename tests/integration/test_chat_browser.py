@@ -215,8 +215,18 @@ def test_page_reconnects_after_server_restart(chat_server: ChatServer, tmp_path:
             "the page to notice the restart",
             lambda d: status(d) if status(d)[0] == "reconnecting" else None,
         )
-        # A graceful shutdown closes WebSockets with 1012 (service restart), as uvicorn does.
-        assert "code 1012" in text, text
+        # A graceful shutdown closes WebSockets with 1012 (service restart), and the page shows
+        # the code it got. Chromium, though, sometimes fires the close event with 1006 after a
+        # clean closing handshake (~1 in 10 runs with both cores busy: a packet capture shows
+        # close 1012 sent, echoed by the page, then our FIN; Chromium's own net log shows the
+        # channel go RECV_CLOSED -> CLOSE_WAIT -> CLOSED). uvicorn does not hit it: it drops TCP
+        # right after its close frame, without the handshake, which RFC 6455 §7.1.1 asks for.
+        # So the page may say 1006; the server's own log must say 1012 (test_shutdown.py checks
+        # the wire with a websockets client).
+        assert re.search(r"code 10(12|06) ", text), text
+        if server_name() == "fastws":
+            log = chat_server.log()
+            assert '"WebSocket /ws HTTP/1.1" 1012 closed by server' in log, log
         assert re.search(r"reconnecting in \d+s", text), text
         assert online(driver) == []
         assert by_id(driver, "text").get_attribute("disabled") is not None

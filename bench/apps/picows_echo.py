@@ -34,7 +34,7 @@ HTTP_BODY = b"Hello, world!"
 
 # Bound at import: on Python 3.11 an attribute of an enum class goes through
 # EnumType.__getattr__, about 850 instructions per `WSMsgType.X` (callgrind); four of them per
-# frame were a quarter of picows's work per 32 B message. The reference is picows at its best.
+# frame were over a quarter of picows's work per 32 B message. The reference is picows at its best.
 _CLOSE = WSMsgType.CLOSE
 _DATA = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION)  # `in`: identity first
 

@@ -25,6 +25,14 @@ DOCS = ROOT / "docs"
 BASE = "uvicorn-sansio"
 PEER = "picows"
 SATURATED_PCT = 90.0  # a client above this share of its core may be the bottleneck
+# what one unit of each rate is, for the server's CPU time per unit (us per message, ...)
+PER_OP = {
+    "msgs/s": "message",
+    "round trips/s": "round trip",
+    "MB/s": "MB",
+    "conns/s": "connection",
+    "req/s": "request",
+}
 
 # The product issues' targets for fastws: (scenario, reference server, op, ratio, figure).
 # op ">=" / ">" for higher-is-better rates, "<=" for memory and latency; the figure is the
@@ -106,8 +114,16 @@ def summarize(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                 for r in ok
                 if (r["detail"].get("server_cpu_pct") or 0) > 5
             ]
+            # server CPU per unit of the rate (us per message, request, MB...), user and kernel
+            split = [
+                (1e6 * d["server_user_pct"] / 100 / v, 1e6 * d["server_sys_pct"] / 100 / v)
+                for v, d in zip(vals, det, strict=True)
+                if d.get("server_user_pct") is not None and v
+            ]
             per[server] = {
                 "values": vals,
+                "user_us": median([u for u, _ in split]),
+                "sys_us": median([k for _, k in split]),
                 "median": median(vals),
                 "per_cpu_s": median(eff),
                 "min": min(vals) if vals else None,
@@ -334,9 +350,13 @@ def render(
         if mem:
             head += " deflate accepted |"
             sep += ":---:|"
-        else:
-            head += " server CPU | per server CPU-second | client CPU |"
-            sep += "---:|---:|---:|"
+        # the user/system split, where the run recorded it (runs before it did: no column)
+        split = not mem and any(s.get("user_us") is not None for s in per.values())
+        if not mem:
+            op = PER_OP.get(sc["unit"], sc["unit"])
+            head += " server CPU |" + (f" µs per {op}: user + system |" if split else "")
+            head += " per server CPU-second | client CPU |"
+            sep += "---:|---:|---:|" + ("---:|" if split else "")
         lines += [f"### {sc['title']}", "", head, sep]
         for server in doc["servers"]:
             s = per.get(server)
@@ -346,7 +366,7 @@ def render(
             if s["median"] is None:
                 lines.append(
                     f"| {name} | failed: {s['errors'][0][:80] if s['errors'] else '?'} "
-                    f"| | | |" + (" |" if lat or mem else " | |")
+                    f"| | | |" + (" |" if lat or mem else " | |") + (" |" if split else "")
                 )
                 continue
             row = (
@@ -366,8 +386,10 @@ def render(
                     s["client_cpu_max"],
                 )
                 hot = f" (max {cmax:.0f}%)" if cmax and cmax >= SATURATED_PCT else ""
+                us = "-" if s["user_us"] is None else f"{s['user_us']:.2f} + {s['sys_us']:.2f}"
+                us = f" {us} |" if split else ""
                 row += (
-                    f" {'-' if scpu is None else f'{scpu:.0f}%'} |"
+                    f" {'-' if scpu is None else f'{scpu:.0f}%'} |{us}"
                     f" {fmt_value(s['per_cpu_s'], sc['unit'])} |"
                     f" {'-' if ccpu is None else f'{ccpu:.0f}%'}{hot} |"
                 )
@@ -413,7 +435,10 @@ def render(
     lines += [
         "- Server CPU is the server's process group (all threads) over the measured window; "
         "near 100% means the server's core was the limit. *Per server CPU-second* is the "
-        "rate divided by that share: work done per second of server CPU.",
+        "rate divided by that share: work done per second of server CPU. *µs per message "
+        "(request, MB, ...)* splits the same CPU time into user space (the server's own code "
+        "and its interpreter) and the kernel (system calls, loopback TCP), per unit of the "
+        "rate (runs recorded before the harness measured the split have no such column).",
         "- Same-core scenario: client and server share one core, so neither CPU column is a "
         "saturation signal there; it measures per-message cost without cross-core wake-ups.",
         "- Idle memory is the server's RSS growth (all its processes) between a warmed-up "

@@ -247,9 +247,9 @@ def rss_bytes(pgid: int) -> int:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pgid: int) -> float:
-    """User + system CPU of the server's processes (all their threads), from /proc."""
-    total = 0
+def cpu_times(pgid: int) -> tuple[float, float]:
+    """User and system CPU seconds of the server's processes (all their threads), from /proc."""
+    user = system = 0
     for pid in group_pids(pgid):
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -257,8 +257,14 @@ def cpu_seconds(pgid: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLK_TCK
+        user += int(fields[11])  # utime, stime (fields 14 and 15)
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU of the server's processes (all their threads), from /proc."""
+    return sum(cpu_times(pgid))
 
 
 class CpuSampler:
@@ -269,13 +275,13 @@ class CpuSampler:
         import threading
 
         self.pgid = pgid
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []  # time, user, system
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), cpu_seconds(self.pgid)))
+            self.samples.append((time.monotonic(), *cpu_times(self.pgid)))
             self._stop.wait(0.05)
 
     def __enter__(self) -> CpuSampler:
@@ -287,13 +293,19 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
 
-    def pct(self, start_s: float, end_s: float) -> float | None:
-        """Server CPU % between start_s and end_s after __enter__."""
-        window = [(t, c) for t, c in self.samples if self.t0 + start_s <= t <= self.t0 + end_s]
+    def pcts(self, start_s: float, end_s: float) -> dict[str, float | None]:
+        """Server CPU % between start_s and end_s after __enter__: in all, in user space and
+        in the kernel (the result's server_cpu_pct, server_user_pct, server_sys_pct)."""
+        window = [x for x in self.samples if self.t0 + start_s <= x[0] <= self.t0 + end_s]
         if len(window) < 2 or window[-1][0] - window[0][0] < 0.1:
-            return None
-        (ta, ca), (tb, cb) = window[0], window[-1]
-        return round(100 * (cb - ca) / (tb - ta), 1)
+            return {"server_cpu_pct": None, "server_user_pct": None, "server_sys_pct": None}
+        (ta, ua, sa), (tb, ub, sb) = window[0], window[-1]
+        user, system = 100 * (ub - ua) / (tb - ta), 100 * (sb - sa) / (tb - ta)
+        return {
+            "server_cpu_pct": round(user + system, 1),
+            "server_user_pct": round(user, 1),
+            "server_sys_pct": round(system, 1),
+        }
 
 
 def open_fds(pgid: int) -> int:
@@ -451,7 +463,7 @@ class Bench:
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         result["value"] = result[sc.metric]
         # the measured window starts after connection setup (a few ms) and the warm-up
-        result["server_cpu_pct"] = sampler.pct(a.warmup + 0.05, a.warmup + a.duration)
+        result.update(sampler.pcts(a.warmup + 0.05, a.warmup + a.duration))
         return result
 
     def idle(self, server: ServerProcess, sc: Scenario) -> dict[str, Any]:
@@ -566,8 +578,8 @@ class Bench:
             "duration_s": dur,
             "client_cpu_s": cpu,
             "client_cpu_pct": round(100 * cpu / dur, 1),
-            "server_cpu_pct": sampler.pct(0.1, dur),
             "wrk_errors": errors,
+            **sampler.pcts(0.1, dur),
         }
 
 
